@@ -1,0 +1,29 @@
+# Set-up and entry points. `make run` and `make test` are the README's quick start.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: setup run report test lint clean-results
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name rankcollapse --display-name rankcollapse
+	touch $@
+
+setup: $(BIN)/activate ## virtual environment with the pinned stack and the Jupyter kernel
+
+run: setup ## the main job on config/config.yaml, then the HTML report
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
+
+test: setup ## the whole test suite (unit tests, lint, workflow smoke run)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint

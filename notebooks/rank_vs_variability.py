@@ -1,0 +1,54 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Layer rank against the within-class variability of the layer's input
+#
+# One point per run (λ, dataset), one panel per layer. Neural rank collapse predicts that both
+# fall together as the weight decay λ grows.
+
+# %% tags=["parameters"]
+study = "mnist_mlp"
+table = "results/tables/mnist_mlp/layers.parquet"
+pdf = "rank_vs_variability.pdf"
+png = "rank_vs_variability.png"
+rank_measure = "rank_fro"
+variability_measure = "tcv"
+
+# %%
+import pandas as pd
+import seaborn as sns
+from rankcollapse import plotting
+
+plotting.set_style()
+runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+runs["λ"] = runs["weight_decay"].map(lambda w: f"{w:g}")
+order = [f"{w:g}" for w in sorted(runs["weight_decay"].unique())]
+print("left out:", left_out or "none")
+
+# %%
+grid = sns.relplot(
+    data=runs.sort_values("weight_decay"),
+    x=variability_measure,
+    y=rank_measure,
+    hue="λ",
+    hue_order=order,
+    style="dataset",
+    col="layer",
+    kind="scatter",
+    s=70,
+    palette="viridis",
+    facet_kws={"sharex": False, "sharey": False},
+    height=3,
+)
+for ax in grid.axes.flat:
+    ax.set_xscale("log")
+grid.set_axis_labels(plotting.label(variability_measure), plotting.label(rank_measure))
+grid.figure.suptitle(f"{study}: rank against within-class variability", y=1.03)
+plotting.save(grid.figure, pdf, png)
+runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=rank_measure)

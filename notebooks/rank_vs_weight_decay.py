@@ -1,0 +1,49 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Layer rank against the weight decay λ
+#
+# One panel per layer; one line per dataset (mean over seeds, band: range across seeds).
+
+# %% tags=["parameters"]
+study = "mnist_mlp"
+table = "results/tables/mnist_mlp/layers.parquet"
+pdf = "rank_vs_weight_decay.pdf"
+png = "rank_vs_weight_decay.png"
+rank_measure = "rank_fro"
+variability_measure = "tcv"
+
+# %%
+import pandas as pd
+import seaborn as sns
+from rankcollapse import plotting
+
+plotting.set_style()
+runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+print("left out:", left_out or "none")
+
+# %%
+grid = sns.relplot(
+    data=runs,
+    x="weight_decay",
+    y=rank_measure,
+    hue="dataset",
+    col="layer",
+    kind="line",
+    marker="o",
+    errorbar=("pi", 100),
+    facet_kws={"sharey": False},
+    height=3,
+)
+for ax in grid.axes.flat:
+    plotting.wd_axis(ax, runs["weight_decay"].unique())
+grid.set_axis_labels(plotting.label("weight_decay"), plotting.label(rank_measure))
+grid.figure.suptitle(f"{study}: rank against weight decay", y=1.03)
+plotting.save(grid.figure, pdf, png)
+runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=rank_measure)

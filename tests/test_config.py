@@ -1,0 +1,124 @@
+"""Config validation: defaults filled in, every bad value refused with the key named."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from rankcollapse.config import ConfigError, run_spec, validate_config, wd_label
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+
+
+def validated(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    validate_config(config, SCHEMA)
+    return config
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "tests/configs/tiny.yaml"])
+def test_shipped_configs_are_valid(path):
+    validated(yaml.safe_load((REPO / path).read_text()))
+
+
+def test_defaults_are_filled_in():
+    config = validated(TINY)
+    study = config["studies"]["tiny"]
+    assert study["seeds"] == [0]
+    assert study["model"] == {"arch": "mlp", "depth": 3, "width": 32, "bias": False}
+    assert study["optimizer"]["lr"] == 0.05 and study["optimizer"]["schedule"] == "cosine"
+    assert config["measures"]["eps"] == [0.1, 0.01, 0.001]
+    assert config["device"] == "auto"
+
+
+def with_change(path: list, value) -> dict:
+    config = copy.deepcopy(TINY)
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return config
+
+
+BAD = {
+    "unknown dataset source": (
+        ["datasets", "clusters", "source"],
+        "imagenet",
+        "datasets.clusters.source",
+        "'mnist'",
+    ),
+    "negative weight decay": (
+        ["studies", "tiny", "weight_decay"],
+        [0, -0.1],
+        "weight_decay[1]",
+        "minimum of 0",
+    ),
+    "missing weight decay": (
+        ["studies", "tiny", "weight_decay"],
+        KeyError,
+        "studies.tiny",
+        "'weight_decay' is a required",
+    ),
+    "wrong type": (
+        ["studies", "tiny", "optimizer", "epochs"],
+        "ten",
+        "optimizer.epochs",
+        "not of type 'integer'",
+    ),
+    "zero epochs": (
+        ["studies", "tiny", "optimizer", "epochs"],
+        0,
+        "optimizer.epochs",
+        "minimum of 1",
+    ),
+    "empty grid": (["studies", "tiny", "weight_decay"], [], "weight_decay", "should be non-empty"),
+    "unknown key": (["studies", "tiny", "epochs"], 3, "studies.tiny", "allowed keys:"),
+    "undefined dataset": (
+        ["studies", "tiny", "datasets"],
+        ["cifar"],
+        "studies.tiny.datasets",
+        "'cifar' is not defined",
+    ),
+    "exponent read as text": (
+        ["studies", "tiny", "weight_decay"],
+        [0, "1e-3"],
+        "weight_decay[1]",
+        "write it with a dot",
+    ),
+    "bad rank measure": (
+        ["figures"],
+        {"rank_measure": "rank_eps_0.5"},
+        "figures.rank_measure",
+        "allowed: rank_fro",
+    ),
+    "unknown device": (["device"], "tpu", "device", "'cuda'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_refused_naming_the_key(case):
+    path, value, key, allowed = BAD[case]
+    with pytest.raises(ConfigError) as error:
+        validated(with_change(path, value))
+    assert key in str(error.value)
+    assert allowed in str(error.value)
+
+
+def test_run_spec_carries_everything_that_defines_a_run():
+    config = validated(TINY)
+    spec = run_spec(config, "tiny", "clusters", wd_label(1e-3), "0")
+    assert spec["weight_decay"] == 1e-3 and spec["seed"] == 0
+    assert spec["dataset"]["std"] == 0.5
+    other = run_spec(config, "tiny", "clusters", wd_label(0), "0")
+    assert spec["config_hash"] != other["config_hash"]
+    assert run_spec(config, "tiny", "clusters", "0.001", "0")["config_hash"] == spec["config_hash"]
+
+
+def test_wd_label_is_short_and_round_trips():
+    assert [wd_label(w) for w in (0, 1e-5, 1e-4, 3e-3)] == ["0", "1e-05", "0.0001", "0.003"]
+    assert float(wd_label(2.5e-4)) == 2.5e-4

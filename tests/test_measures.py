@@ -1,0 +1,141 @@
+"""Each measure against a case computed by hand or in closed form."""
+
+import math
+
+import pytest
+import torch
+from rankcollapse import measures as m
+
+
+def matrix_with_spectrum(singular: list[float], shape=(6, 5), seed=0) -> torch.Tensor:
+    """U diag(s) Vᵀ with random orthonormal U, V: a matrix whose spectrum is known exactly."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0], generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1], generator=g, dtype=torch.float64))
+    s = torch.zeros(shape, dtype=torch.float64)
+    s[range(len(singular)), range(len(singular))] = torch.tensor(singular, dtype=torch.float64)
+    return u @ s @ v.T
+
+
+SPECTRUM = [4.0, 2.0, 1.0, 0.01, 0.0]
+
+
+@pytest.fixture
+def s():
+    return m.singular_values(matrix_with_spectrum(SPECTRUM))
+
+
+def test_singular_values_recover_the_built_spectrum(s):
+    assert s.dtype == torch.float64
+    assert torch.allclose(s, torch.tensor(SPECTRUM, dtype=torch.float64), atol=1e-12)
+
+
+def test_singular_values_of_a_conv_kernel_use_the_matricised_weight():
+    w = torch.randn(4, 3, 2, 2)
+    assert m.singular_values(w).shape == (4,)
+
+
+def test_eps_rank_counts_values_above_eps_times_sigma1(s):
+    assert m.eps_rank(s, 0.1) == 3  # 4, 2, 1 > 0.4
+    assert m.eps_rank(s, 0.3) == 2  # 1 < 1.2
+    assert m.eps_rank(s, 1e-3) == 4  # 0.01 > 0.004
+    assert m.eps_rank(torch.zeros(3, dtype=torch.float64), 0.1) == 0
+
+
+def test_frobenius_rank_uses_the_frobenius_norm(s):
+    fro = math.sqrt(16 + 4 + 1 + 1e-4)
+    assert m.frobenius_norm(s) == pytest.approx(fro)
+    assert m.frobenius_rank(s) == 4  # 0.01 > 1e-3 * 4.58
+    assert m.frobenius_rank(s, eps=0.01) == 3  # 0.01 < 0.0458
+
+
+def test_stable_and_effective_rank_in_closed_form(s):
+    assert m.stable_rank(s) == pytest.approx((16 + 4 + 1 + 1e-4) / 16)
+    p = torch.tensor(SPECTRUM[:4], dtype=torch.float64) / sum(SPECTRUM)
+    assert m.effective_rank(s) == pytest.approx(math.exp(-float((p * p.log()).sum())))
+    # k equal singular values: effective rank and stable rank are both exactly k.
+    flat = torch.ones(7, dtype=torch.float64)
+    assert m.effective_rank(flat) == pytest.approx(7)
+    assert m.stable_rank(flat) == pytest.approx(7)
+
+
+def test_tail_norm_is_the_distance_to_rank_k_matrices(s):
+    assert m.tail_norm(s, 2) == pytest.approx(math.sqrt(1 + 1e-4))
+    assert m.tail_norm(s, 5) == 0
+    w = matrix_with_spectrum(SPECTRUM)
+    u, sv, vh = torch.linalg.svd(w, full_matrices=False)
+    best_rank2 = u[:, :2] @ torch.diag(sv[:2]) @ vh[:2]
+    assert m.tail_norm(s, 2) == pytest.approx(float(torch.linalg.norm(w - best_rank2)))
+    assert m.sigma_ratio(s, 2) == pytest.approx(1 / 4)
+    assert m.sigma_ratio(s, 5) == 0
+
+
+def stats_of(z: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 3) -> dict:
+    acc = m.EmbeddingStats(classes, z.shape[1])
+    for zb, yb in zip(z.split(batch), y.split(batch), strict=True):
+        acc.add_to_means(zb, yb)
+    acc.finish_means()
+    for zb, yb in zip(z.split(batch), y.split(batch), strict=True):
+        acc.add_to_spread(zb, yb)
+    return acc.summary()
+
+
+def test_collapsed_features_have_zero_variability():
+    means = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    stats = stats_of(means[y], y, 3)
+    assert stats["tcv"] == pytest.approx(0, abs=1e-12)
+    assert stats["ss_within"] == pytest.approx(0, abs=1e-12)
+    assert stats["nc1"] == pytest.approx(0, abs=1e-12)
+    assert stats["cdnv"] == pytest.approx(0, abs=1e-12)
+    assert stats["ss_total"] > 0
+
+
+def test_two_class_example_by_hand():
+    # Class 0: (0,0), (2,0) -> mean (1,0), distances 1, 1.  Class 1: (0,4), (0,6), (0,8) ->
+    # mean (0,6), distances 2, 0, 2.
+    z = torch.tensor([[0.0, 0.0], [0.0, 4.0], [2.0, 0.0], [0.0, 6.0], [0.0, 8.0]])
+    y = torch.tensor([0, 1, 0, 1, 1])
+    stats = stats_of(z, y, 2, batch=2)
+    assert stats["tcv"] == pytest.approx(1 + 1 + 2 + 0 + 2)
+    assert stats["ss_within"] == pytest.approx(1 + 1 + 4 + 0 + 4)
+    # Global mean (2/5, 18/5); SS_B = 2 |(1,0)-μ_G|² + 3 |(0,6)-μ_G|².
+    mu_g = torch.tensor([0.4, 3.6])
+    ss_b = 2 * float(((torch.tensor([1.0, 0.0]) - mu_g) ** 2).sum()) + 3 * float(
+        ((torch.tensor([0.0, 6.0]) - mu_g) ** 2).sum()
+    )
+    assert stats["ss_total"] == pytest.approx(10 + ss_b)
+    assert stats["ss_total"] == pytest.approx(float(((z - z.mean(0)) ** 2).sum()))
+    assert stats["ss_ratio"] == pytest.approx(10 / (10 + ss_b))
+    # CDNV: Var_0 = 1, Var_1 = 8/3, ||μ_0 − μ_1||² = 37.
+    assert stats["cdnv"] == pytest.approx((1 + 8 / 3) / (2 * 37))
+    # NC1: Σ_W = S_W / 5 with S_W = [[2, 0], [0, 8]]; Σ_B = (1/2) Σ_c d_c d_cᵀ.
+    sigma_w = torch.tensor([[2.0, 0.0], [0.0, 8.0]], dtype=torch.float64) / 5
+    d = torch.tensor([[1.0, 0.0], [0.0, 6.0]], dtype=torch.float64) - mu_g.double()
+    sigma_b = d.T @ d / 2
+    expected = float(torch.trace(sigma_w @ torch.linalg.pinv(sigma_b))) / 2
+    assert stats["nc1"] == pytest.approx(expected)
+
+
+def test_streaming_equals_direct_computation_for_any_batching():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (50,), generator=g)
+    direct_means = torch.stack([z[y == c].mean(0) for c in range(3)])
+    direct_tcv = float((z - direct_means[y]).norm(dim=1).sum())
+    for batch in (1, 7, 50):
+        assert stats_of(z, y, 3, batch)["tcv"] == pytest.approx(direct_tcv)
+
+
+def test_a_class_without_samples_is_an_error():
+    acc = m.EmbeddingStats(3, 2)
+    acc.add_to_means(torch.zeros(2, 2), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"classes \[2\]"):
+        acc.finish_means()
+
+
+def test_spectral_summary_names_every_eps_column(s):
+    row = m.spectral_summary(s, k=2, eps_list=[0.1, 0.001])
+    assert row["rank_eps_0.1"] == 3 and row["rank_eps_0.001"] == 4
+    assert row["tail_K"] == pytest.approx(math.sqrt(1 + 1e-4))
+    assert row["rel_tail_K"] == pytest.approx(row["tail_K"] / row["frobenius_norm"])

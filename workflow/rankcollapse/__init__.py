@@ -1,0 +1,1 @@
+"""Neural rank collapse reproduction: data, models, training, measures and their CLI."""

@@ -1,0 +1,233 @@
+"""Command line of the pipeline: each Snakemake rule is one call of a subcommand here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from . import data
+from .extract import measure_run
+from .models import build_model
+from .training import resolve_device, to_features, train_run
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` then rename tmp to ``path``, so a killed job leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def provenance(device: torch.device) -> dict:
+    """Where and with what a result was made: git commit, versions, device, threads."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
+    except OSError:
+        commit, dirty = "", False
+    return {
+        "git_commit": (commit or "unknown") + ("-dirty" if dirty else ""),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def cmd_fetch_raw(args) -> None:
+    mirror = Path(args.mirror) / args.source if args.mirror else None
+    files = data.fetch_raw(
+        args.source,
+        Path(args.dest),
+        mirror=mirror,
+        download=args.download,
+        offline=args.offline,
+        log=log,
+    )
+    (Path(args.dest) / "provenance.json").write_text(json.dumps(files, indent=2))
+
+
+def cmd_prepare(args) -> None:
+    spec = json.loads(args.spec)
+    source = spec["source"]
+    if source == "gaussian_clusters":
+        keys = ("classes", "dim", "per_class", "test_per_class", "std", "clusters_per_class")
+        tensors = data.gaussian_clusters(
+            **{k: spec[k] for k in keys}, separation=spec["separation"], seed=spec["seed"]
+        )
+    else:
+        if source == "cifar10":
+            tensors = data.load_cifar10_binary(data.find_cifar10_archive(_path(args.mirror)))
+        else:
+            tensors = data.load_mnist_like(Path(args.raw))
+        tensors = data.subset(tensors, spec["train_size"], spec["test_size"], spec["seed"])
+    for key, value in tensors.items():
+        log(f"{key}: {tuple(value.shape)} {value.dtype}")
+    meta = {"spec": json.dumps(spec, sort_keys=True)}
+    write_atomic(Path(args.out), lambda tmp: data.save_dataset(tensors, tmp, meta))
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def load_features(path: str, device: torch.device):
+    tensors, _ = data.load_dataset(Path(path))
+    return to_features(tensors, device)
+
+
+def cmd_train(args) -> None:
+    torch.set_num_threads(args.threads)
+    spec = json.loads(args.spec)
+    device = resolve_device(args.device)
+    features = load_features(args.data, device)
+    log(
+        f"run {spec['config_hash']}: {spec['study']} {spec['dataset']['name']} "
+        f"wd={spec['weight_decay']:g} seed={spec['seed']} on {device}"
+    )
+    result = train_run(spec, features, device, log)
+    out = Path(args.out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    write_atomic(
+        out / "model.safetensors",
+        lambda tmp: save_file(state, tmp, metadata={"config_hash": spec["config_hash"]}),
+    )
+    write_atomic(
+        out / "history.csv", lambda tmp: pd.DataFrame(result.history).to_csv(tmp, index=False)
+    )
+    meta = {
+        "spec": spec,
+        "status": result.status,
+        "reason": result.reason,
+        "epochs_run": len(result.history),
+        "train_seconds": sum(row["seconds"] for row in result.history),
+        "in_shape": list(features.in_shape),
+        "classes": features.classes,
+        **provenance(device),
+    }
+    write_atomic(
+        out / "metadata.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
+    )
+
+
+def cmd_measure(args) -> None:
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    spec = meta["spec"]
+    device = resolve_device(args.device)
+    features = load_features(args.data, device)
+    model = build_model(spec["model"], tuple(meta["in_shape"]), meta["classes"]).to(device)
+    weights, _ = data.load_dataset(run_dir / "model.safetensors")
+    model.load_state_dict(weights)
+    keys = {
+        "study": spec["study"],
+        "dataset": spec["dataset"]["name"],
+        "weight_decay": spec["weight_decay"],
+        "seed": spec["seed"],
+        "status": meta["status"],
+        "epochs_run": meta["epochs_run"],
+        "config_hash": spec["config_hash"],
+        "git_commit": meta["git_commit"],
+        "device": meta["device"],
+    }
+    if meta["status"] == "finished":
+        rows, spectra = measure_run(model, features, args.eps, args.batch_size)
+    else:
+        log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
+        rows, spectra = [], {}
+    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
+    write_atomic(Path(args.layers), lambda tmp: table.to_parquet(tmp, index=False))
+    write_atomic(
+        Path(args.spectra),
+        lambda tmp: save_file(spectra or {"none": torch.zeros(0)}, tmp, metadata=None),
+    )
+    log(table.to_string())
+
+
+def cmd_aggregate(args) -> None:
+    layers = pd.concat([pd.read_parquet(p) for p in args.layers], ignore_index=True)
+    write_atomic(Path(args.out), lambda tmp: layers.to_parquet(tmp, index=False))
+    log(f"{len(layers)} rows from {len(args.layers)} runs -> {args.out}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rankcollapse", description=__doc__)
+    sub = p.add_subparsers(required=True)
+
+    s = sub.add_parser("fetch-raw", help="acquire and verify raw MNIST/Fashion-MNIST files")
+    s.add_argument("--source", required=True, choices=sorted(data.RAW_FILES))
+    s.add_argument("--dest", required=True)
+    s.add_argument("--mirror")
+    s.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True)
+    s.set_defaults(func=cmd_fetch_raw)
+
+    s = sub.add_parser("prepare", help="write a dataset as tensors (safetensors)")
+    s.add_argument("--spec", required=True, help="the dataset's config entry as JSON")
+    s.add_argument("--raw", help="folder of verified raw files")
+    s.add_argument("--mirror")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("train", help="train one run")
+    s.add_argument("--spec", required=True, help="the run's spec as JSON")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("measure", help="measure one trained run")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--layers", required=True, help="output: one row per layer (parquet)")
+    s.add_argument("--spectra", required=True, help="output: spectra (safetensors)")
+    s.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.01, 0.001])
+    s.add_argument("--batch-size", type=int, default=2000)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_measure)
+
+    s = sub.add_parser("aggregate", help="one tidy table of a study's runs")
+    s.add_argument("--out", required=True)
+    s.add_argument("layers", nargs="+")
+    s.set_defaults(func=cmd_aggregate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except data.DataError as error:
+        sys.exit(f"error: {error}")

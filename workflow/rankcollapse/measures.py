@@ -1,0 +1,175 @@
+"""Rank and within-class-variability measures, as defined in SCIENCE.md.
+
+Spectral measures take the singular values ``s`` of a weight matrix, sorted in
+decreasing order (float64). Variability measures take per-class statistics of a
+layer's input embeddings that :class:`EmbeddingStats` accumulates in a streaming
+way, so memory does not grow with the number of samples N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def singular_values(weight: torch.Tensor) -> torch.Tensor:
+    """Full spectrum σ_1 ≥ … ≥ σ_min(m,n) of W as a 2-D matrix, computed in float64."""
+    return torch.linalg.svdvals(weight.detach().reshape(weight.shape[0], -1).double().cpu())
+
+
+def frobenius_norm(s: torch.Tensor) -> float:
+    """||W||_F = (Σ_j σ_j²)^½."""
+    return float(torch.sqrt((s**2).sum()))
+
+
+def eps_rank(s: torch.Tensor, eps: float) -> int:
+    """Numerical rank relative to the top singular value: #{j : σ_j > ε σ_1}."""
+    return int((s > eps * s[0]).sum()) if s.numel() and s[0] > 0 else 0
+
+
+def frobenius_rank(s: torch.Tensor, eps: float = 1e-3) -> int:
+    """Rank relative to the Frobenius norm (Galanti et al. 2022): #{j : σ_j > ε ||W||_F}."""
+    return int((s > eps * frobenius_norm(s)).sum())
+
+
+def stable_rank(s: torch.Tensor) -> float:
+    """Stable rank ||W||_F² / σ_1²."""
+    return float((s**2).sum() / s[0] ** 2) if s[0] > 0 else 0.0
+
+
+def effective_rank(s: torch.Tensor) -> float:
+    """Effective rank (Roy & Vetterli 2007): exp(−Σ_j p_j log p_j), p_j = σ_j / Σ_k σ_k."""
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return math.exp(float(-(p * p.log()).sum()))
+
+
+def tail_norm(s: torch.Tensor, k: int) -> float:
+    """Distance of W to the rank-k matrices (Eckart-Young): tail_k = (Σ_{j>k} σ_j²)^½."""
+    return float(torch.sqrt((s[k:] ** 2).sum()))
+
+
+def sigma_ratio(s: torch.Tensor, k: int) -> float:
+    """σ_{k+1} / σ_1 (0 when W has at most k singular values)."""
+    return float(s[k] / s[0]) if s.numel() > k and s[0] > 0 else 0.0
+
+
+def global_mean(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """μ_G = (1/N) Σ_c n_c μ_c."""
+    return (counts[:, None] * class_means).sum(0) / counts.sum()
+
+
+def ss_between(class_means: torch.Tensor, counts: torch.Tensor) -> float:
+    """Between-class sum of squares SS_B = Σ_c n_c ||μ_c − μ_G||²."""
+    centred = class_means - global_mean(class_means, counts)
+    return float((counts * (centred**2).sum(1)).sum())
+
+
+def ss_ratio(ss_within: float, ss_total: float) -> float:
+    """Scale-free within-class variability SS_W / SS_total, SS_total = Σ_i ||z_i − μ_G||²."""
+    return ss_within / ss_total if ss_total > 0 else float("nan")
+
+
+def between_class_covariance(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Σ_B = (1/K) Σ_c (μ_c − μ_G)(μ_c − μ_G)ᵀ."""
+    centred = class_means - global_mean(class_means, counts)
+    return centred.T @ centred / class_means.shape[0]
+
+
+def nc1(within_cov: torch.Tensor, between_cov: torch.Tensor, classes: int) -> float:
+    """NC1 = tr(Σ_W Σ_B⁺) / K (Papyan et al. 2020), Σ_W = (1/N) Σ_i (z_i − μ_c)(z_i − μ_c)ᵀ."""
+    return float(torch.trace(within_cov @ torch.linalg.pinv(between_cov, hermitian=True))) / classes
+
+
+def cdnv(class_means: torch.Tensor, ss_per_class: torch.Tensor, counts: torch.Tensor) -> float:
+    """Class-distance-normalised variance (Galanti et al. 2022), averaged over pairs c ≠ c':
+    (Var_c + Var_c') / (2 ||μ_c − μ_c'||²), Var_c = (1/n_c) Σ_{i∈c} ||z_i − μ_c||².
+    """
+    var = ss_per_class / counts
+    dist2 = torch.cdist(class_means, class_means) ** 2
+    k = class_means.shape[0]
+    off = ~torch.eye(k, dtype=torch.bool)
+    if k < 2:
+        return float("nan")
+    ratio = (var[:, None] + var[None, :]) / (2 * dist2)
+    return float(ratio[off].mean())
+
+
+class EmbeddingStats:
+    """Streaming per-class statistics of embeddings z_i ∈ R^d with labels y_i ∈ {0..K−1}.
+
+    Two passes over the data: :meth:`add_to_means` accumulates class sums and counts, then
+    :meth:`add_to_spread` (after :meth:`finish_means`) accumulates the quantities centred at
+    the class means: TCV = Σ_i ||z_i − μ_c(i)||₂, per-class SS_c = Σ_{i∈c} ||z_i − μ_c||² and
+    the within-class scatter S_W = Σ_i (z_i − μ_c(i))(z_i − μ_c(i))ᵀ. All in float64.
+    """
+
+    def __init__(self, classes: int, dim: int, device: torch.device | str = "cpu"):
+        kw = {"dtype": torch.float64, "device": device}
+        self.classes = classes
+        self.sums = torch.zeros(classes, dim, **kw)
+        self.counts = torch.zeros(classes, **kw)
+        self.means: torch.Tensor | None = None
+        self.tcv = torch.zeros((), **kw)
+        self.ss_per_class = torch.zeros(classes, **kw)
+        self.scatter = torch.zeros(dim, dim, **kw)
+
+    def add_to_means(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        z = z.reshape(z.shape[0], -1).double()
+        self.sums.index_add_(0, y, z)
+        self.counts += torch.bincount(y, minlength=self.classes).double()
+
+    def finish_means(self) -> None:
+        if (self.counts == 0).any():
+            missing = torch.nonzero(self.counts == 0).flatten().tolist()
+            raise ValueError(f"classes {missing} have no samples; every class needs at least one")
+        self.means = self.sums / self.counts[:, None]
+
+    def add_to_spread(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        centred = z.reshape(z.shape[0], -1).double() - self.means[y]
+        sq = (centred**2).sum(1)
+        self.tcv += sq.sqrt().sum()
+        self.ss_per_class.index_add_(0, y, sq)
+        self.scatter += centred.T @ centred
+
+    def summary(self) -> dict[str, float]:
+        """TCV, SS_W, SS_total, SS_W/SS_total, NC1 and CDNV of the accumulated embeddings."""
+        means, counts = self.means.cpu(), self.counts.cpu()
+        ss_w = float(self.ss_per_class.sum())
+        ss_t = ss_w + ss_between(means, counts)
+        within_cov = self.scatter.cpu() / counts.sum()
+        return {
+            "tcv": float(self.tcv),
+            "ss_within": ss_w,
+            "ss_total": ss_t,
+            "ss_ratio": ss_ratio(ss_w, ss_t),
+            "nc1": nc1(within_cov, between_class_covariance(means, counts), self.classes),
+            "cdnv": cdnv(means, self.ss_per_class.cpu(), counts),
+        }
+
+
+def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str, float]:
+    """Every spectral measure of one layer, keyed by column name."""
+    fro = frobenius_norm(s)
+    tail = tail_norm(s, k)
+    row = {
+        "sigma_1": float(s[0]),
+        "frobenius_norm": fro,
+        "rank_fro": frobenius_rank(s),
+        "stable_rank": stable_rank(s),
+        "effective_rank": effective_rank(s),
+        "tail_K": tail,
+        "rel_tail_K": tail / fro if fro > 0 else float("nan"),
+        "sigma_ratio_K": sigma_ratio(s, k),
+    }
+    for eps in eps_list:
+        row[eps_rank_column(eps)] = eps_rank(s, eps)
+    return row
+
+
+def eps_rank_column(eps: float) -> str:
+    """Column name of the ε-rank, e.g. ``rank_eps_0.01``."""
+    return f"rank_eps_{eps:g}"

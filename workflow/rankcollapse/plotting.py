@@ -1,0 +1,59 @@
+"""The one figure style of the project, and the helpers the figure notebooks share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+LABELS = {
+    "rank_fro": "rank  #{σ_j > 10⁻³‖W‖_F}",
+    "stable_rank": "stable rank ‖W‖_F²/σ₁²",
+    "effective_rank": "effective rank",
+    "tcv": "TCV of layer input  Σ_i‖z_i − μ_c‖",
+    "ss_within": "SS_W of layer input",
+    "ss_ratio": "SS_W / SS_total of layer input",
+    "nc1": "NC1 of layer input",
+    "cdnv": "CDNV of layer input",
+    "weight_decay": "weight decay λ",
+}
+
+
+def label(column: str) -> str:
+    """Axis label of a table column."""
+    if column.startswith("rank_eps_"):
+        return f"rank  #{{σ_j > {column.removeprefix('rank_eps_')} σ₁}}"
+    return LABELS.get(column, column)
+
+
+def set_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette="viridis", font_scale=1.1)
+
+
+def finished_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of finished runs, and a description of each run left out (diverged, ...)."""
+    ok = table["status"] == "finished"
+    dropped = table.loc[~ok, ["dataset", "weight_decay", "seed", "status"]].drop_duplicates()
+    notes = [
+        f"{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status}" for r in dropped.itertuples()
+    ]
+    return table[ok].copy(), notes
+
+
+def wd_axis(ax, weight_decays) -> None:
+    """Symmetric-log λ axis, so λ = 0 sits beside the log-spaced grid."""
+    positive = np.asarray([w for w in weight_decays if w > 0])
+    if positive.size:
+        ax.set_xscale("symlog", linthresh=positive.min())
+    ax.set_xlabel(label("weight_decay"))
+
+
+def save(fig, pdf: str, png: str) -> None:
+    for path in (pdf, png):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(pdf, bbox_inches="tight")
+    fig.savefig(png, bbox_inches="tight", dpi=150)
+    plt.close(fig)

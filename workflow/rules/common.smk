@@ -1,0 +1,80 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The rules call the package beside this folder (`python -m rankcollapse`). It is put on the
+# path here, for this process and the jobs it starts, so that no environment (the project's
+# virtualenv, a `--use-conda` environment, a cluster node) needs it installed.
+PACKAGE_DIR = str(Path(workflow.current_basedir).parent)
+sys.path.insert(0, PACKAGE_DIR)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [PACKAGE_DIR]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+)
+
+from rankcollapse.config import (
+    ConfigError,
+    dataset_spec,
+    run_spec,
+    validate_config,
+    wd_label,
+)
+
+try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+FIGURES = ["rank_vs_variability", "rank_vs_weight_decay"]
+RUN_DIR = "results/runs/{study}/{dataset}/wd~{wd}/seed~{seed}"
+RUN_ID = "{study}/{dataset}/wd~{wd}/seed~{seed}"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    # λ as written by wd_label (%g): 0, 0.001, 1e-05, ...; nothing else reaches a shell.
+    wd=r"(0|[1-9][0-9]*|[0-9]*\.[0-9]+)(e[+-][0-9]+)?",
+    seed=r"[0-9]+",
+    source=r"mnist|fashion_mnist",
+    figure="|".join(FIGURES),
+
+
+def study_runs(study):
+    """Wildcard values of every run of a study."""
+    s = config["studies"][study]
+    return [
+        {"study": study, "dataset": d, "wd": wd_label(wd), "seed": seed}
+        for d in s["datasets"]
+        for wd in s["weight_decay"]
+        for seed in s["seeds"]
+    ]
+
+
+def study_layer_tables(wildcards):
+    return [
+        f"{RUN_DIR}/layers.parquet".format(**run) for run in study_runs(wildcards.study)
+    ]
+
+
+def raw_input(wildcards):
+    """The verified raw files a dataset is prepared from (none for synthetic or CIFAR-10)."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    return f"results/raw/{source}" if source in ("mnist", "fashion_mnist") else []
+
+
+def all_targets():
+    targets = []
+    for study in config["studies"]:
+        targets.append(f"results/tables/{study}/layers.parquet")
+        for figure in FIGURES:
+            targets += [
+                f"results/figures/{study}/{figure}.{ext}" for ext in ("pdf", "png")
+            ]
+            targets.append(f"results/notebooks/{study}/{figure}.ipynb")
+    return targets

@@ -1,0 +1,38 @@
+rule fetch_raw:
+    output:
+        directory("results/raw/{source}"),
+    log:
+        "results/logs/fetch_raw/{source}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        mirror=lambda wc: config["data"]["mirror"] or "",
+        download="--download" if config["data"]["download"] else "--no-download",
+        offline="--offline" if config["data"]["offline_sources"] else "--no-offline",
+    shell:
+        "python -m rankcollapse fetch-raw --source {wildcards.source} --dest {output:q}"
+        " --mirror {params.mirror:q} {params.download} {params.offline} > {log:q} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        raw=raw_input,
+    output:
+        "results/data/{dataset}.safetensors",
+    log:
+        "results/logs/prepare_dataset/{dataset}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        spec=lambda wc: json.dumps(dataset_spec(config, wc.dataset)),
+        raw=lambda wc, input: input.raw or "",
+        mirror=config["data"]["mirror"] or "",
+    shell:
+        "python -m rankcollapse prepare --spec {params.spec:q} --raw {params.raw:q}"
+        " --mirror {params.mirror:q} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,41 @@
+NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES}
+
+
+rule figure:
+    input:
+        table="results/tables/{study}/layers.parquet",
+        notebook=lambda wc: NOTEBOOKS[wc.figure],
+    output:
+        pdf=report(
+            "results/figures/{study}/{figure}.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "{figure}"},
+        ),
+        png="results/figures/{study}/{figure}.png",
+        notebook="results/notebooks/{study}/{figure}.ipynb",
+        parameters="results/notebooks/{study}/{figure}.parameters.yaml",
+    log:
+        "results/logs/figure/{study}/{figure}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        template="results/notebooks/{study}/{figure}.template.ipynb",
+        parameters=lambda wc, input, output: json.dumps(
+            {
+                "study": wc.study,
+                "table": input.table,
+                "pdf": output.pdf,
+                "png": output.png,
+                **config["figures"],
+            }
+        ),
+    shell:
+        "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
+        " && jupytext --to ipynb --set-kernel rankcollapse --output {params.template:q} {input.notebook:q}"
+        " && papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
+        " {params.template:q} {output.notebook:q}) > {log:q} 2>&1"

@@ -1,0 +1,42 @@
+rule measure:
+    input:
+        data="results/data/{dataset}.safetensors",
+        model=f"{RUN_DIR}/model.safetensors",
+        metadata=f"{RUN_DIR}/metadata.json",
+    output:
+        layers=f"{RUN_DIR}/layers.parquet",
+        spectra=f"{RUN_DIR}/spectra.safetensors",
+    log:
+        f"results/logs/measure/{RUN_ID}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: config["threads"]["measure"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        run_dir=lambda wc, input: Path(input.model).parent,
+        eps=" ".join(map(str, config["measures"]["eps"])),
+        batch_size=config["measures"]["batch_size"],
+        device=config["device"],
+    shell:
+        "python -m rankcollapse measure --run-dir {params.run_dir:q} --data {input.data:q}"
+        " --layers {output.layers:q} --spectra {output.spectra:q} --eps {params.eps}"
+        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " > {log:q} 2>&1"
+
+
+rule aggregate:
+    input:
+        study_layer_tables,
+    output:
+        "results/tables/{study}/layers.parquet",
+    log:
+        "results/logs/aggregate/{study}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m rankcollapse aggregate --out {output:q} {input:q} > {log:q} 2>&1"

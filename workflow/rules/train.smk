@@ -1,0 +1,23 @@
+rule train:
+    input:
+        data="results/data/{dataset}.safetensors",
+    output:
+        model=f"{RUN_DIR}/model.safetensors",
+        history=f"{RUN_DIR}/history.csv",
+        metadata=f"{RUN_DIR}/metadata.json",
+    log:
+        f"results/logs/train/{RUN_ID}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: config["threads"]["train"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        spec=lambda wc: json.dumps(run_spec(config, **wc)),
+        out_dir=lambda wc, output: Path(output.model).parent,
+        device=config["device"],
+    shell:
+        "python -m rankcollapse train --spec {params.spec:q} --data {input.data:q}"
+        " --out-dir {params.out_dir:q} --device {params.device} --threads {threads}"
+        " > {log:q} 2>&1"
