@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+# Jobs call `python`, `jupytext` and `papermill`: the environment's own.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup run report test lint clean-results
 
@@ -21,7 +23,7 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 test: setup ## the whole test suite (unit tests, lint, workflow smoke run)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

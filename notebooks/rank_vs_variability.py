@@ -32,23 +32,33 @@ order = [f"{w:g}" for w in sorted(runs["weight_decay"].unique())]
 print("left out:", left_out or "none")
 
 # %%
-grid = sns.relplot(
-    data=runs.sort_values("weight_decay"),
+grid = sns.FacetGrid(
+    runs.sort_values("weight_decay"),
+    row="dataset",
+    col="layer",
+    sharex=False,
+    sharey=False,
+    height=2.8,
+    margin_titles=True,
+)
+# A thin line joins the runs in λ order, so the direction of travel as λ grows is visible.
+grid.map_dataframe(
+    sns.lineplot, x=variability_measure, y=rank_measure, color="0.7", sort=False, estimator=None
+)
+grid.map_dataframe(
+    sns.scatterplot,
     x=variability_measure,
     y=rank_measure,
     hue="λ",
     hue_order=order,
-    style="dataset",
-    col="layer",
-    kind="scatter",
-    s=70,
     palette="viridis",
-    facet_kws={"sharex": False, "sharey": False},
-    height=3,
+    s=60,
+    zorder=3,
 )
 for ax in grid.axes.flat:
-    ax.set_xscale("log")
+    plotting.log_axis(ax, "x")
+grid.add_legend(title="λ")
 grid.set_axis_labels(plotting.label(variability_measure), plotting.label(rank_measure))
-grid.figure.suptitle(f"{study}: rank against within-class variability", y=1.03)
+grid.figure.suptitle(f"{study}: rank against within-class variability", y=1.02)
 plotting.save(grid.figure, pdf, png)
 runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=rank_measure)

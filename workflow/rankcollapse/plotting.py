@@ -51,6 +51,12 @@ def wd_axis(ax, weight_decays) -> None:
     ax.set_xlabel(label("weight_decay"))
 
 
+def log_axis(ax, which: str) -> None:
+    """Log scale; the minor labels that matplotlib adds on short ranges are kept small."""
+    getattr(ax, f"set_{which}scale")("log")
+    ax.tick_params(axis=which, which="minor", labelsize=6, labelrotation=45)
+
+
 def save(fig, pdf: str, png: str) -> None:
     for path in (pdf, png):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

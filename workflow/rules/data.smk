@@ -14,7 +14,7 @@ rule fetch_raw:
         offline="--offline" if config["data"]["offline_sources"] else "--no-offline",
     shell:
         "python -m rankcollapse fetch-raw --source {wildcards.source} --dest {output:q}"
-        " --mirror {params.mirror:q} {params.download} {params.offline} > {log:q} 2>&1"
+        " --mirror={params.mirror:q} {params.download} {params.offline} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -34,5 +34,5 @@ rule prepare_dataset:
         raw=lambda wc, input: input.raw or "",
         mirror=config["data"]["mirror"] or "",
     shell:
-        "python -m rankcollapse prepare --spec {params.spec:q} --raw {params.raw:q}"
-        " --mirror {params.mirror:q} --out {output:q} > {log:q} 2>&1"
+        "python -m rankcollapse prepare --spec {params.spec:q} --raw={params.raw:q}"
+        " --mirror={params.mirror:q} --out {output:q} > {log:q} 2>&1"

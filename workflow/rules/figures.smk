@@ -16,6 +16,7 @@ rule figure:
         png="results/figures/{study}/{figure}.png",
         notebook="results/notebooks/{study}/{figure}.ipynb",
         parameters="results/notebooks/{study}/{figure}.parameters.yaml",
+        template=temp("results/notebooks/{study}/{figure}.template.ipynb"),
     log:
         "results/logs/figure/{study}/{figure}.log",
     conda:
@@ -24,7 +25,6 @@ rule figure:
         mem_mb=2000,
         runtime=10,
     params:
-        template="results/notebooks/{study}/{figure}.template.ipynb",
         parameters=lambda wc, input, output: json.dumps(
             {
                 "study": wc.study,
@@ -36,6 +36,6 @@ rule figure:
         ),
     shell:
         "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
-        " && jupytext --to ipynb --set-kernel rankcollapse --output {params.template:q} {input.notebook:q}"
+        " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
         " && papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
-        " {params.template:q} {output.notebook:q}) > {log:q} 2>&1"
+        " {output.template:q} {output.notebook:q}) > {log:q} 2>&1"
