@@ -58,6 +58,7 @@ grid.map_dataframe(
 for ax in grid.axes.flat:
     plotting.log_axis(ax, "x")
 grid.add_legend(title="λ")
+plotting.mark_classes(grid, runs, rank_measure)
 grid.set_axis_labels(plotting.label(variability_measure), plotting.label(rank_measure))
 grid.figure.suptitle(f"{study}: rank against within-class variability", y=1.02)
 plotting.save(grid.figure, pdf, png)

@@ -43,6 +43,7 @@ grid = sns.relplot(
 )
 for ax in grid.axes.flat:
     plotting.wd_axis(ax, runs["weight_decay"].unique())
+plotting.mark_classes(grid, runs, rank_measure)
 grid.set_axis_labels(plotting.label("weight_decay"), plotting.label(rank_measure))
 grid.figure.suptitle(f"{study}: rank against weight decay", y=1.03)
 plotting.save(grid.figure, pdf, png)

@@ -30,7 +30,7 @@ def label(column: str) -> str:
 
 
 def set_style() -> None:
-    sns.set_theme(context="paper", style="whitegrid", palette="viridis", font_scale=1.1)
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
 
 
 def finished_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -48,7 +48,18 @@ def wd_axis(ax, weight_decays) -> None:
     positive = np.asarray([w for w in weight_decays if w > 0])
     if positive.size:
         ax.set_xscale("symlog", linthresh=positive.min())
+    ax.set_xlim(left=0)
     ax.set_xlabel(label("weight_decay"))
+
+
+def mark_classes(grid, runs: pd.DataFrame, rank_measure: str) -> None:
+    """A dashed line at K, the rank the theory expects at large λ, on each panel of a rank
+    measure that counts singular values.
+    """
+    if rank_measure in ("stable_rank", "effective_rank"):
+        return
+    for ax in grid.axes.flat:
+        ax.axhline(runs["classes"].max(), color="0.4", linestyle="--", linewidth=0.8)
 
 
 def log_axis(ax, which: str) -> None:

@@ -1,0 +1,151 @@
+"""The whole DAG through Snakemake on the tiny config: real MNIST subset, synthetic clusters."""
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FIGURES = ["rank_vs_variability", "rank_vs_weight_decay"]
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    done = snakemake(workdir, "--cores", "2", configfile=REPO / "tests/configs/tiny.yaml")
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir
+
+
+def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
+    table = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
+    # 2 datasets x 2 weight decays x 1 seed x 3 layers
+    assert len(table) == 12
+    assert set(table["dataset"]) == {"mnist_small", "clusters"}
+    assert sorted(table["weight_decay"].unique()) == [0, 1e-3]
+    assert (table["status"] == "finished").all()
+    measures = [
+        "rank_eps_0.1",
+        "rank_eps_0.01",
+        "rank_eps_0.001",
+        "rank_fro",
+        "stable_rank",
+        "effective_rank",
+        "tail_K",
+        "rel_tail_K",
+        "sigma_ratio_K",
+        "tcv",
+        "ss_within",
+        "ss_ratio",
+        "nc1",
+        "cdnv",
+        "train_acc",
+        "test_acc",
+    ]
+    for column in measures:
+        assert table[column].map(math.isfinite).all(), column
+    provenance = ["config_hash", "git_commit", "device", "seed"]
+    assert table[provenance].notna().all().all()
+    # The hidden layers' ranks cannot exceed their width; the last layer's not K.
+    last = table[table["layer"] == "layer3"]
+    assert (last["rank_fro"] <= last["classes"]).all()
+
+
+def test_raw_mnist_files_were_verified(tiny_run):
+    provenance = (tiny_run / "results/raw/mnist/provenance.json").read_text()
+    assert "6bbc9ace898e44ae57da46a324031adb" in provenance
+
+
+def test_figures_and_executed_notebooks_exist(tiny_run):
+    for figure in FIGURES:
+        for path in (
+            f"results/figures/tiny/{figure}.pdf",
+            f"results/figures/tiny/{figure}.png",
+            f"results/notebooks/tiny/{figure}.ipynb",
+        ):
+            assert (tiny_run / path).stat().st_size > 0, path
+        executed = (tiny_run / f"results/notebooks/tiny/{figure}.ipynb").read_text()
+        assert '"papermill"' in executed and "injected-parameters" in executed
+
+
+def test_report_is_written(tiny_run):
+    report = tiny_run / "results/report.html"
+    done = snakemake(tiny_run, "--report", str(report), configfile=REPO / "tests/configs/tiny.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert report.stat().st_size > 10_000
+
+
+def test_nothing_left_to_do_after_a_run(tiny_run):
+    done = snakemake(tiny_run, "-n", configfile=REPO / "tests/configs/tiny.yaml")
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_a_single_figure_is_a_target(tmp_path):
+    config = tmp_path / "one.yaml"
+    shutil.copy(REPO / "tests/configs/tiny.yaml", config)
+    done = snakemake(
+        tmp_path, "-n", "results/figures/tiny/rank_vs_weight_decay.pdf", configfile=config
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank_vs_variability" not in done.stdout
+
+
+def test_a_bad_config_stops_before_any_job(tmp_path):
+    config = tmp_path / "bad.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    config.write_text(text.replace("weight_decay: [0, 1.0e-3]", "weight_decay: [0, -1.0e-3]"))
+    done = snakemake(tmp_path, "--cores", "1", configfile=config)
+    assert done.returncode != 0
+    assert "studies.tiny.weight_decay[1]" in done.stderr
+    assert "minimum of 0" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_unsafe_weight_decay_in_a_target_path_is_refused(tmp_path):
+    done = snakemake(
+        tmp_path,
+        "-n",
+        "results/runs/tiny/clusters/wd~1e-3;touch x/seed~0/model.safetensors",
+        configfile=REPO / "tests/configs/tiny.yaml",
+    )
+    assert done.returncode != 0
+    assert "MissingRuleException" in done.stdout + done.stderr
+
+
+def test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept(tmp_path):
+    mirror = tmp_path / "mirror/mnist"
+    mirror.mkdir(parents=True)
+    (mirror / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(100))
+    config = tmp_path / "corrupt.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    config.write_text(text + f"data:\n  mirror: {tmp_path / 'mirror'}\n")
+    done = snakemake(tmp_path, "--cores", "2", configfile=config)
+    assert done.returncode != 0
+    log = (tmp_path / "results/logs/fetch_raw/mnist.log").read_text()
+    assert "train-labels-idx1-ubyte" in log and "a25bea736e30d166cdddb491f175f624" in log
+    assert "data.mirror" in log
+    # keep-going: the synthetic runs, which need no MNIST, finished and stay.
+    for wd in ("0", "0.001"):
+        assert (tmp_path / f"results/runs/tiny/clusters/wd~{wd}/seed~0/layers.parquet").exists()
