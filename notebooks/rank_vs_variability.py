@@ -15,6 +15,8 @@
 # %% tags=["parameters"]
 study = "mnist_mlp"
 table = "results/tables/mnist_mlp/layers.parquet"
+history = "results/tables/mnist_mlp/history.parquet"
+spectra = "results/tables/mnist_mlp/spectra.parquet"
 pdf = "rank_vs_variability.pdf"
 png = "rank_vs_variability.png"
 rank_measure = "rank_fro"

@@ -27,7 +27,13 @@ def test_defaults_are_filled_in():
     config = validated(TINY)
     study = config["studies"]["tiny"]
     assert study["seeds"] == [0]
-    assert study["model"] == {"arch": "mlp", "depth": 3, "width": 32, "bias": False}
+    assert study["model"] == {
+        "arch": "mlp",
+        "depth": 3,
+        "width": 32,
+        "bias": False,
+        "channels": [16, 32],
+    }
     assert study["optimizer"]["lr"] == 0.05 and study["optimizer"]["schedule"] == "cosine"
     assert config["measures"]["eps"] == [0.1, 0.01, 0.001]
     assert config["device"] == "auto"
@@ -47,9 +53,9 @@ def with_change(path: list, value) -> dict:
 
 BAD = {
     "unknown dataset source": (
-        ["datasets", "clusters", "source"],
+        ["datasets", "clusters_a", "source"],
         "imagenet",
-        "datasets.clusters.source",
+        "datasets.clusters_a.source",
         "'mnist'",
     ),
     "negative weight decay": (
@@ -111,12 +117,14 @@ def test_bad_config_is_refused_naming_the_key(case):
 
 def test_run_spec_carries_everything_that_defines_a_run():
     config = validated(TINY)
-    spec = run_spec(config, "tiny", "clusters", wd_label(1e-3), "0")
+    spec = run_spec(config, "tiny", "clusters_a", wd_label(1e-3), "0")
     assert spec["weight_decay"] == 1e-3 and spec["seed"] == 0
     assert spec["dataset"]["std"] == 0.5
-    other = run_spec(config, "tiny", "clusters", wd_label(0), "0")
+    other = run_spec(config, "tiny", "clusters_a", wd_label(0), "0")
     assert spec["config_hash"] != other["config_hash"]
-    assert run_spec(config, "tiny", "clusters", "0.001", "0")["config_hash"] == spec["config_hash"]
+    assert (
+        run_spec(config, "tiny", "clusters_a", "0.001", "0")["config_hash"] == spec["config_hash"]
+    )
 
 
 def test_wd_label_is_short_and_round_trips():

@@ -139,3 +139,31 @@ def test_spectral_summary_names_every_eps_column(s):
     assert row["rank_eps_0.1"] == 3 and row["rank_eps_0.001"] == 4
     assert row["tail_K"] == pytest.approx(math.sqrt(1 + 1e-4))
     assert row["rel_tail_K"] == pytest.approx(row["tail_K"] / row["frobenius_norm"])
+
+
+def test_gradient_stats_and_within_class_error_by_hand():
+    # Two samples of class 0 with inputs z = (1, 0), (3, 0) (mean (2, 0)) and errors δ = 1, −1.
+    acc = m.GradientStats(classes=1, d_in=2, d_out=1)
+    acc.add(
+        torch.tensor([[1.0], [-1.0]]), torch.tensor([[1.0, 0.0], [3.0, 0.0]]), torch.tensor([0, 0])
+    )
+    assert acc.g.tolist() == [[1 * 1 - 1 * 3, 0.0]]  # Σ δ zᵀ = (−2, 0)
+    assert acc.d.tolist() == [[0.0]]
+    e = m.within_class_error(acc.g, acc.d, torch.tensor([[2.0, 0.0]], dtype=torch.float64))
+    assert e.tolist() == [[1 * (1 - 2) - 1 * (3 - 2), 0.0]]  # Σ δ (z − μ)ᵀ = (−2, 0)
+    assert float(acc.delta_max) == 1.0
+    r = m.stationarity_residual(torch.tensor([[4.0, 1.0]]), acc.g, 2, wd=0.5)
+    assert r.tolist() == [[0.5 * 4 - 1.0, 0.5]]
+
+
+def test_simplex_etf_has_perfect_nc2_and_nc3():
+    k = 4
+    etf = torch.eye(k, dtype=torch.float64) - 1 / k  # centred one-hot vectors: a simplex ETF
+    assert m.norm_spread(etf) == pytest.approx(0, abs=1e-12)
+    std_cos, max_angle = m.equiangularity(etf)
+    assert std_cos == pytest.approx(0, abs=1e-12) and max_angle == pytest.approx(0, abs=1e-12)
+    assert m.self_duality(3 * etf, etf) == pytest.approx(0, abs=1e-12)
+    assert m.self_duality(-etf, etf) == pytest.approx(2, abs=1e-12)
+    skewed = etf.clone()
+    skewed[0] *= 2
+    assert m.norm_spread(skewed) > 0.3

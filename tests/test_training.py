@@ -1,12 +1,7 @@
 """Training and the measure driver on a tiny synthetic problem, on the CPU."""
 
-import math
-
 import pytest
 import torch
-from rankcollapse.extract import embedding_summaries, measure_run
-from rankcollapse.measures import EmbeddingStats
-from rankcollapse.models import measured_layers, mlp
 from rankcollapse.training import Features, learning_rate, to_features, train_run
 
 CPU = torch.device("cpu")
@@ -31,7 +26,11 @@ def spec(seed=0, wd=1e-3, epochs=5) -> dict:
             "schedule": "cosine",
             "milestones": [],
             "gamma": 0.1,
+            "full_batch_steps": 0,
+            "full_batch_lr": 0.05,
+            "residual_every": 10,
         },
+        "loss": "cross_entropy",
         "weight_decay": wd,
         "seed": seed,
     }
@@ -39,21 +38,6 @@ def spec(seed=0, wd=1e-3, epochs=5) -> dict:
 
 def weights(result) -> list[torch.Tensor]:
     return [p.detach().clone() for p in result.model.parameters()]
-
-
-def test_mlp_has_depth_linear_layers_without_bias():
-    model = mlp(784, 10, depth=4, width=32, bias=False)
-    layers = measured_layers(model)
-    assert [name for name, _ in layers] == ["layer1", "layer2", "layer3", "layer4"]
-    assert [tuple(layer.weight.shape) for _, layer in layers] == [
-        (32, 784),
-        (32, 32),
-        (32, 32),
-        (10, 32),
-    ]
-    assert all(layer.bias is None for _, layer in layers)
-    with pytest.raises(ValueError, match="depth"):
-        mlp(4, 2, depth=0, width=3, bias=False)
 
 
 def test_training_learns_and_is_deterministic_per_seed():
@@ -107,39 +91,19 @@ def test_images_are_standardised_and_given_a_channel():
     assert float(f.train_x.std()) == pytest.approx(1, abs=1e-4)
 
 
-def test_hooked_embeddings_match_a_direct_computation():
-    data = clusters()
-    model = train_run(spec(), data, CPU, log=lambda _: None).model.eval()
-    summaries = embedding_summaries(model, data, batch=7)
-    # layer2's input is the ReLU output of layer1: compute its statistics without hooks.
-    with torch.no_grad():
-        z = torch.relu(model[1](model[0](data.train_x)))
-    direct = EmbeddingStats(data.classes, z.shape[1])
-    direct.add_to_means(z, data.train_y)
-    direct.finish_means()
-    direct.add_to_spread(z, data.train_y)
-    for key, value in direct.summary().items():
-        assert summaries["layer2"][key] == pytest.approx(value, rel=1e-9, nan_ok=True)
-    # layer1's input is the data itself.
-    assert summaries["layer1"]["tcv"] > 0
+def test_full_batch_phase_approaches_a_stationary_point():
+    run = spec(wd=0.05, epochs=2)
+    run["optimizer"].update(full_batch_steps=300, full_batch_lr=0.2, residual_every=100)
+    result = train_run(run, clusters(), CPU, log=lambda _: None)
+    phases = [row["phase"] for row in result.history]
+    assert phases == ["sgd", "sgd", "full_batch", "full_batch", "full_batch"]
+    residuals = [row["rel_residual"] for row in result.history]
+    assert residuals[-1] < residuals[1] / 10
 
 
-def test_measure_run_gives_one_finite_row_per_layer():
-    data = clusters()
-    model = train_run(spec(), data, CPU, log=lambda _: None).model
-    rows, spectra = measure_run(model, data, [0.1, 0.01], batch=16)
-    assert [r["layer"] for r in rows] == ["layer1", "layer2", "layer3"]
-    assert set(spectra) == {"layer1", "layer2", "layer3"}
-    for row in rows:
-        for key in (
-            "rank_eps_0.1",
-            "rank_eps_0.01",
-            "rank_fro",
-            "tail_K",
-            "tcv",
-            "nc1",
-            "ss_ratio",
-            "train_acc",
-        ):
-            assert math.isfinite(row[key]), key
-    assert rows[0]["d_in"] == 5 and rows[-1]["d_out"] == 3
+def test_mse_training_uses_the_summed_squared_error():
+    run = spec()
+    run["loss"], run["target_scale"] = "mse", 2.0
+    result = train_run(run, clusters(), CPU, log=lambda _: None)
+    assert result.status == "finished"
+    assert result.history[-1]["full_loss"] < result.history[0]["full_loss"]

@@ -1,5 +1,6 @@
 """The whole DAG through Snakemake on the tiny config: real MNIST subset, synthetic clusters."""
 
+import json
 import math
 import os
 import shutil
@@ -12,7 +13,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-FIGURES = ["rank_vs_variability", "rank_vs_weight_decay"]
+FIGURES = [
+    "rank_vs_weight_decay",
+    "variability_vs_weight_decay",
+    "rank_vs_variability",
+    "spectra",
+    "bound",
+    "rank_vs_spread",
+    "training_curves",
+]
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
@@ -40,9 +49,9 @@ def tiny_run(tmp_path_factory):
 
 def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
     table = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
-    # 2 datasets x 2 weight decays x 1 seed x 3 layers
-    assert len(table) == 12
-    assert set(table["dataset"]) == {"mnist_small", "clusters"}
+    # 3 datasets x 2 weight decays x 1 seed x 3 layers
+    assert len(table) == 18
+    assert set(table["dataset"]) == {"mnist_small", "clusters_a", "clusters_b"}
     assert sorted(table["weight_decay"].unique()) == [0, 1e-3]
     assert (table["status"] == "finished").all()
     measures = [
@@ -70,6 +79,34 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
     # The hidden layers' ranks cannot exceed their width; the last layer's not K.
     last = table[table["layer"] == "layer3"]
     assert (last["rank_fro"] <= last["classes"]).all()
+
+
+def test_history_and_spectra_tables(tiny_run):
+    history = pd.read_parquet(tiny_run / "results/tables/tiny/history.parquet")
+    # per run: 2 SGD epochs, then records at full-batch steps 2 and 4
+    assert (
+        history.groupby(["dataset", "weight_decay"])["phase"]
+        .apply(list)
+        .map(lambda phases: phases == ["sgd", "sgd", "full_batch", "full_batch"])
+        .all()
+    )
+    assert history["residual"].map(math.isfinite).all()
+    spectra = pd.read_parquet(tiny_run / "results/tables/tiny/spectra.parquet")
+    # min(d_out, d_in) singular values per layer: 32 + 32 + 10 (MNIST) or 16 + 32 + 4 (clusters)
+    counts = spectra.groupby(["dataset", "weight_decay"]).size()
+    assert counts.xs("mnist_small").tolist() == [74, 74]
+    assert counts.xs("clusters_a").tolist() == [52, 52]
+
+
+def test_claims_are_reported_with_a_verdict_each(tiny_run):
+    claims = json.loads((tiny_run / "results/claims.json").read_text())
+    assert [c["id"] for c in claims["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    assert all(c["verdict"] in ("holds", "does not hold", "not run") for c in claims["claims"])
+    # two λ values cannot show a trend; the bound itself is checked on every layer
+    c3 = next(c for c in claims["claims"] if c["id"] == "C3")
+    assert "12 checks" in c3["statistic"] or "12" in c3["statistic"]
+    markdown = (tiny_run / "results/claims.md").read_text()
+    assert "C1" in markdown and "C5" in markdown
 
 
 def test_raw_mnist_files_were_verified(tiny_run):
@@ -127,7 +164,7 @@ def test_an_unsafe_weight_decay_in_a_target_path_is_refused(tmp_path):
     done = snakemake(
         tmp_path,
         "-n",
-        "results/runs/tiny/clusters/wd~1e-3;touch x/seed~0/model.safetensors",
+        "results/runs/tiny/clusters_a/wd~1e-3;touch x/seed~0/model.safetensors",
         configfile=REPO / "tests/configs/tiny.yaml",
     )
     assert done.returncode != 0
@@ -148,4 +185,4 @@ def test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept(tmp_path):
     assert "data.mirror" in log
     # keep-going: the synthetic runs, which need no MNIST, finished and stay.
     for wd in ("0", "0.001"):
-        assert (tmp_path / f"results/runs/tiny/clusters/wd~{wd}/seed~0/layers.parquet").exists()
+        assert (tmp_path / f"results/runs/tiny/clusters_a/wd~{wd}/seed~0/layers.parquet").exists()

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from . import data
 from .extract import measure_run
 from .models import build_model
-from .training import resolve_device, to_features, train_run
+from .training import loss_spec, resolve_device, to_features, train_run
 
 
 def log(message: str) -> None:
@@ -125,7 +125,7 @@ def cmd_train(args) -> None:
         "spec": spec,
         "status": result.status,
         "reason": result.reason,
-        "epochs_run": len(result.history),
+        "epochs_run": sum(row["phase"] == "sgd" for row in result.history),
         "train_seconds": sum(row["seconds"] for row in result.history),
         "in_shape": list(features.in_shape),
         "classes": features.classes,
@@ -134,6 +134,27 @@ def cmd_train(args) -> None:
     write_atomic(
         out / "metadata.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
     )
+
+
+def run_keys(meta: dict) -> dict:
+    """Columns that identify a run and its provenance, on every row of its tables."""
+    spec = meta["spec"]
+    synthetic = spec["dataset"].get("source") == "gaussian_clusters"
+    return {
+        "study": spec["study"],
+        "dataset": spec["dataset"]["name"],
+        "dataset_std": spec["dataset"]["std"] if synthetic else float("nan"),
+        "loss": spec["loss"],
+        "weight_decay": spec["weight_decay"],
+        "seed": spec["seed"],
+        "status": meta["status"],
+        "reason": meta["reason"],
+        "epochs_run": meta["epochs_run"],
+        "config_hash": spec["config_hash"],
+        "git_commit": meta["git_commit"],
+        "torch": meta["torch"],
+        "device": meta["device"],
+    }
 
 
 def cmd_measure(args) -> None:
@@ -146,19 +167,11 @@ def cmd_measure(args) -> None:
     model = build_model(spec["model"], tuple(meta["in_shape"]), meta["classes"]).to(device)
     weights, _ = data.load_dataset(run_dir / "model.safetensors")
     model.load_state_dict(weights)
-    keys = {
-        "study": spec["study"],
-        "dataset": spec["dataset"]["name"],
-        "weight_decay": spec["weight_decay"],
-        "seed": spec["seed"],
-        "status": meta["status"],
-        "epochs_run": meta["epochs_run"],
-        "config_hash": spec["config_hash"],
-        "git_commit": meta["git_commit"],
-        "device": meta["device"],
-    }
+    keys = run_keys(meta)
     if meta["status"] == "finished":
-        rows, spectra = measure_run(model, features, args.eps, args.batch_size)
+        rows, spectra = measure_run(
+            model, features, args.eps, args.batch_size, spec["weight_decay"], loss_spec(spec)
+        )
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
         rows, spectra = [], {}
@@ -172,9 +185,30 @@ def cmd_measure(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
-    layers = pd.concat([pd.read_parquet(p) for p in args.layers], ignore_index=True)
-    write_atomic(Path(args.out), lambda tmp: layers.to_parquet(tmp, index=False))
-    log(f"{len(layers)} rows from {len(args.layers)} runs -> {args.out}")
+    layers, history, spectra = [], [], []
+    for path in map(Path, args.layers):
+        run_dir = path.parent
+        keys = run_keys(json.loads((run_dir / "metadata.json").read_text()))
+        layers.append(pd.read_parquet(path))
+        history.append(pd.read_csv(run_dir / "history.csv").assign(**keys))
+        tensors, _ = data.load_dataset(run_dir / "spectra.safetensors")
+        for layer, s in tensors.items():
+            if layer != "none":
+                index = range(1, len(s) + 1)
+                spectra.append(pd.DataFrame({**keys, "layer": layer, "index": index, "sigma": s}))
+    tables = {args.out: layers, args.history: history, args.spectra: spectra}
+    for out, frames in tables.items():
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        write_atomic(Path(out), lambda tmp, t=table: t.to_parquet(tmp, index=False))
+        log(f"{len(table)} rows from {len(frames)} runs -> {out}")
+
+
+def cmd_claims(args) -> None:
+    from .claims import write_claims
+
+    table = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+    write_claims(table, json.loads(args.thresholds), Path(args.markdown), Path(args.json))
+    log(Path(args.markdown).read_text())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,10 +249,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_measure)
 
-    s = sub.add_parser("aggregate", help="one tidy table of a study's runs")
-    s.add_argument("--out", required=True)
-    s.add_argument("layers", nargs="+")
+    s = sub.add_parser("aggregate", help="tidy tables of a study's runs")
+    s.add_argument("--out", required=True, help="output: layers table (parquet)")
+    s.add_argument("--history", required=True, help="output: training history (parquet)")
+    s.add_argument("--spectra", required=True, help="output: singular values (parquet)")
+    s.add_argument("layers", nargs="+", help="each run's layers.parquet")
     s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("claims", help="verdict on claims C1-C5 from the study tables")
+    s.add_argument("--thresholds", required=True, help="the config's claims section as JSON")
+    s.add_argument("--markdown", required=True)
+    s.add_argument("--json", required=True)
+    s.add_argument("tables", nargs="+", help="layers tables of the studies")
+    s.set_defaults(func=cmd_claims)
     return p
 
 

@@ -94,10 +94,16 @@ def semantic_problems(config: dict) -> list[str]:
                 "give the same path label twice; use values that differ in their first 6 digits"
             )
     allowed = list(SPECTRAL_COLUMNS) + [f"rank_eps_{e:g}" for e in config["measures"]["eps"]]
-    if config["figures"]["rank_measure"] not in allowed:
+    for section in ("figures", "claims"):
+        if config[section]["rank_measure"] not in allowed:
+            problems.append(
+                f"config key '{section}.rank_measure': '{config[section]['rank_measure']}' "
+                f"is not a rank column; allowed: {', '.join(allowed)}"
+            )
+    low, high = config["claims"]["slope_range"]
+    if low >= high:
         problems.append(
-            f"config key 'figures.rank_measure': '{config['figures']['rank_measure']}' "
-            f"is not a rank column; allowed: {', '.join(allowed)}"
+            f"config key 'claims.slope_range': [{low}, {high}] is empty; give [low, high]"
         )
     return problems
 
@@ -120,6 +126,7 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
         "dataset": dataset_spec(config, dataset),
         "model": s["model"],
         "loss": s["loss"],
+        "target_scale": s["target_scale"],
         "optimizer": s["optimizer"],
         "weight_decay": float(wd),
         "seed": int(seed),

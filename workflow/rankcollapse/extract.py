@@ -7,77 +7,149 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .measures import EmbeddingStats, singular_values, spectral_summary
-from .models import measured_layers
+from .losses import per_sample_loss
+from .measures import (
+    EmbeddingStats,
+    GradientStats,
+    bound_summary,
+    equiangularity,
+    global_mean,
+    norm_spread,
+    self_duality,
+    singular_values,
+    spectral_summary,
+)
+from .models import as_rows, measured_layers
 from .training import Features
 
 
 @contextmanager
-def capture_inputs(layers: list[tuple[str, nn.Module]]):
-    """Forward pre-hooks that keep the latest input of each layer, by name."""
-    captured: dict[str, torch.Tensor] = {}
-    handles = [
-        module.register_forward_pre_hook(
-            lambda _m, args, name=name: captured.__setitem__(name, args[0])
+def capture(layers: list[tuple[str, nn.Module]]):
+    """Hooks that keep the latest input z and output h = W z of each layer, by name."""
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in layers:
+        handles.append(
+            module.register_forward_pre_hook(
+                lambda _m, args, name=name: inputs.__setitem__(name, args[0].detach())
+            )
         )
-        for name, module in layers
-    ]
+        handles.append(
+            module.register_forward_hook(
+                lambda _m, _args, out, name=name: outputs.__setitem__(name, out)
+            )
+        )
     try:
-        yield captured
+        yield inputs, outputs
     finally:
         for h in handles:
             h.remove()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on (x, y)."""
-    loss, correct = torch.zeros((), dtype=torch.float64, device=x.device), 0
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, loss: dict):
+    """Mean loss and accuracy of ``model`` on (x, y)."""
+    total, correct = torch.zeros((), dtype=torch.float64, device=x.device), 0
     for xb, yb in zip(x.split(batch), y.split(batch), strict=True):
         out = model(xb)
-        loss += nn.functional.cross_entropy(out, yb, reduction="sum").double()
+        total += per_sample_loss(out, yb, **loss).sum().double()
         correct += int((out.argmax(1) == yb).sum())
-    return float(loss) / len(y), correct / len(y)
+    return float(total) / len(y), correct / len(y)
 
 
-@torch.no_grad()
-def embedding_summaries(model: nn.Module, data: Features, batch: int) -> dict[str, dict]:
-    """Variability measures of each measured layer's input on the training set, in two
-    streaming passes (class means first, then the spread around them).
+def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict):
+    """Two streaming passes over the training set. First the class means of every layer's
+    input; then, centred at them, the spread (TCV, SS_c, scatter), and the backprop errors
+    δ_i = ∂loss_i/∂h_i of every layer against its input (G, D_c, max ||δ_i||), and how often
+    the prediction disagrees with the nearest class mean of the last layer's input (NC4).
     """
     layers = measured_layers(model)
+    last = layers[-1][0]
     stats: dict[str, EmbeddingStats] = {}
-    with capture_inputs(layers) as captured:
-        for pass_ in ("means", "spread"):
-            for xb, yb in zip(data.train_x.split(batch), data.train_y.split(batch), strict=True):
+    grads: dict[str, GradientStats] = {}
+    batches = list(zip(data.train_x.split(batch), data.train_y.split(batch), strict=True))
+    with capture(layers) as (inputs, outputs):
+        with torch.no_grad():
+            for xb, yb in batches:
                 model(xb)
-                for name, z in captured.items():
+                for name, module in layers:
+                    z, _, y_rows = as_rows(module, inputs[name], outputs[name], yb)
                     if name not in stats:
-                        stats[name] = EmbeddingStats(data.classes, z[0].numel(), z.device)
-                    if pass_ == "means":
-                        stats[name].add_to_means(z, yb)
-                    else:
-                        stats[name].add_to_spread(z, yb)
-            if pass_ == "means":
-                for s in stats.values():
-                    s.finish_means()
-    return {name: s.summary() for name, s in stats.items()}
+                        stats[name] = EmbeddingStats(data.classes, z.shape[1], z.device)
+                    stats[name].add_to_means(z, y_rows)
+        for s in stats.values():
+            s.finish_means()
+        ncc_mismatch = 0
+        for xb, yb in batches:
+            out = model(xb)
+            hs = [outputs[name] for name, _ in layers]
+            deltas = torch.autograd.grad(per_sample_loss(out, yb, **loss).sum(), hs)
+            with torch.no_grad():
+                for (name, module), delta in zip(layers, deltas, strict=True):
+                    z, delta_rows, y_rows = as_rows(module, inputs[name], delta, yb)
+                    stats[name].add_to_spread(z, y_rows)
+                    if name not in grads:
+                        grads[name] = GradientStats(
+                            data.classes, z.shape[1], delta_rows.shape[1], z.device
+                        )
+                    grads[name].add(delta_rows, z, y_rows)
+                z = inputs[last].reshape(len(yb), -1).double()
+                nearest = torch.cdist(z, stats[last].means).argmin(1)
+                ncc_mismatch += int((nearest != out.argmax(1)).sum())
+    return stats, grads, ncc_mismatch / len(data.train_y)
+
+
+def last_layer_collapse(weight: torch.Tensor, stats: EmbeddingStats, ncc_mismatch: float):
+    """NC2-NC4 of the last layer: its input's class means μ_c and its weight rows w_c."""
+    means, counts = stats.means.cpu(), stats.counts.cpu()
+    centred = means - global_mean(means, counts)
+    w = weight.detach().double().cpu()
+    std_cos, max_angle = equiangularity(centred)
+    w_std_cos, w_max_angle = equiangularity(w)
+    return {
+        "nc2_equinorm_means": norm_spread(centred),
+        "nc2_equinorm_weights": norm_spread(w),
+        "nc2_equiangular_means": std_cos,
+        "nc2_maxangle_means": max_angle,
+        "nc2_equiangular_weights": w_std_cos,
+        "nc2_maxangle_weights": w_max_angle,
+        "nc3_self_duality": self_duality(w, centred),
+        "nc4_ncc_mismatch": ncc_mismatch,
+    }
 
 
 def measure_run(
-    model: nn.Module, data: Features, eps_list: list[float], batch: int
+    model: nn.Module, data: Features, eps_list: list[float], batch: int, wd: float, loss: dict
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """One row per measured layer (spectral and variability measures, train/test accuracy and
-    loss) and the float64 spectrum of every layer.
+    """One row per measured layer (spectral, variability and bound measures; NC2-NC4 on the
+    last layer; train/test accuracy and loss) and the float64 spectrum of every layer.
     """
     model.eval()
-    train_loss, train_acc = evaluate(model, data.train_x, data.train_y, batch)
-    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, batch)
-    variability = embedding_summaries(model, data, batch)
+    train_loss, train_acc = evaluate(model, data.train_x, data.train_y, batch, loss)
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, batch, loss)
+    stats, grads, ncc_mismatch = layer_statistics(model, data, batch, loss)
+    layers = measured_layers(model)
     rows, spectra = [], {}
-    for index, (name, layer) in enumerate(measured_layers(model)):
+    for index, (name, layer) in enumerate(layers):
         s = singular_values(layer.weight)
         spectra[name] = s
+        spectral = spectral_summary(s, data.classes, eps_list)
+        variability = stats[name].summary()
+        bound = bound_summary(
+            layer.weight.detach(),
+            grads[name],
+            stats[name].means,
+            variability["tcv"],
+            spectral["tail_K"],
+            wd,
+            len(data.train_y),
+        )
+        collapse = (
+            last_layer_collapse(layer.weight, stats[name], ncc_mismatch)
+            if index == len(layers) - 1
+            else {}
+        )
         rows.append(
             {
                 "layer": name,
@@ -85,8 +157,10 @@ def measure_run(
                 "d_out": layer.weight.shape[0],
                 "d_in": layer.weight[0].numel(),
                 "classes": data.classes,
-                **spectral_summary(s, data.classes, eps_list),
-                **variability[name],
+                **spectral,
+                **variability,
+                **bound,
+                **collapse,
                 "train_loss": train_loss,
                 "train_acc": train_acc,
                 "test_loss": test_loss,

@@ -163,6 +163,8 @@ def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str
         "effective_rank": effective_rank(s),
         "tail_K": tail,
         "rel_tail_K": tail / fro if fro > 0 else float("nan"),
+        # With biases whose gradient vanishes, Σ_c D_c = 0 and the low-rank part has rank ≤ K−1.
+        "tail_Km1": tail_norm(s, k - 1),
         "sigma_ratio_K": sigma_ratio(s, k),
     }
     for eps in eps_list:
@@ -173,3 +175,110 @@ def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str
 def eps_rank_column(eps: float) -> str:
     """Column name of the ε-rank, e.g. ``rank_eps_0.01``."""
     return f"rank_eps_{eps:g}"
+
+
+class GradientStats:
+    """Streaming sums over the training set of a layer's backprop errors δ_i = ∂loss_i/∂h_i
+    (h_i = W z_i the layer's pre-activation) against its inputs z_i, in float64:
+    G = Σ_i δ_i z_iᵀ, per-class D_c = Σ_{i∈c} δ_i, and max_i ||δ_i||₂.
+    """
+
+    def __init__(self, classes: int, d_in: int, d_out: int, device: torch.device | str = "cpu"):
+        kw = {"dtype": torch.float64, "device": device}
+        self.g = torch.zeros(d_out, d_in, **kw)
+        self.d = torch.zeros(classes, d_out, **kw)
+        self.delta_max = torch.zeros((), **kw)
+
+    def add(self, delta: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> None:
+        delta, z = delta.double(), z.reshape(z.shape[0], -1).double()
+        self.g += delta.T @ z
+        self.d.index_add_(0, y, delta)
+        self.delta_max = torch.maximum(self.delta_max, delta.norm(dim=1).max())
+
+
+def within_class_error(g: torch.Tensor, d: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:
+    """E = Σ_i δ_i (z_i − μ_c(i))ᵀ = G − Σ_c D_c μ_cᵀ."""
+    return g - d.T @ class_means
+
+
+def stationarity_residual(weight: torch.Tensor, g: torch.Tensor, n: int, wd: float) -> torch.Tensor:
+    """R = λW + (1/N) Σ_i δ_i z_iᵀ: the objective's gradient in W, zero where it is stationary."""
+    return wd * weight.reshape(weight.shape[0], -1).double() + g / n
+
+
+def bound_summary(
+    weight: torch.Tensor,
+    grads: GradientStats,
+    class_means: torch.Tensor,
+    tcv: float,
+    tail: float,
+    wd: float,
+    n: int,
+) -> dict[str, float]:
+    """Terms of tail_K(W) ≤ ||E||_F/(Nλ) + ||R||_F/λ and of ||E||_F ≤ max_i||δ_i|| · TCV.
+
+    Exact at any point (SCIENCE.md): λW = −(1/N) Σ_c D_c μ_cᵀ − E/N + R, and the first term has
+    rank ≤ K. N = ``n`` is the number of training samples the mean loss averages over.
+    ``bound_holds`` is None for λ = 0, where the bound is undefined.
+    """
+    e_norm = float(torch.linalg.norm(within_class_error(grads.g, grads.d, class_means.to(grads.g))))
+    r = stationarity_residual(weight.to(grads.g.device), grads.g, n, wd)
+    r_norm = float(torch.linalg.norm(r))
+    w_norm = float(torch.linalg.norm(weight.double()))
+    row = {
+        "n_train": n,
+        "delta_max": float(grads.delta_max),
+        "e_norm": e_norm,
+        "r_norm": r_norm,
+        "grad_norm": float(torch.linalg.norm(grads.g)) / n,
+        "rel_residual": r_norm / (wd * w_norm) if wd > 0 and w_norm > 0 else float("nan"),
+    }
+    if wd > 0:
+        bound = e_norm / (n * wd) + r_norm / wd
+        row.update(
+            bound_e=e_norm / (n * wd),
+            bound_coarse=float(grads.delta_max) * tcv / (n * wd),
+            bound_r=r_norm / wd,
+            bound=bound,
+            bound_margin=bound - tail,
+            # Relative tolerance for float64 round-off in the sums.
+            bound_holds=bool(tail <= bound * (1 + 1e-9) + 1e-12),
+            tcv_over_wd=tcv / wd,
+        )
+    else:
+        row.update(
+            bound_e=float("nan"),
+            bound_coarse=float("nan"),
+            bound_r=float("nan"),
+            bound=float("nan"),
+            bound_margin=float("nan"),
+            bound_holds=None,
+            tcv_over_wd=float("nan"),
+        )
+    return row
+
+
+def norm_spread(vectors: torch.Tensor) -> float:
+    """NC2 equinorm: std / mean of the row norms ||v_c|| (0 when all norms are equal)."""
+    norms = vectors.norm(dim=1)
+    return float(norms.std(correction=0) / norms.mean())
+
+
+def equiangularity(vectors: torch.Tensor) -> tuple[float, float]:
+    """NC2 equiangularity of rows v_c: std over c ≠ c' of cos(v_c, v_c'), and the mean of
+    |cos(v_c, v_c') + 1/(K−1)|, which is 0 for a simplex equiangular tight frame.
+    """
+    k = vectors.shape[0]
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    cos = (unit @ unit.T)[~torch.eye(k, dtype=torch.bool)]
+    return float(cos.std(correction=0)), float((cos + 1 / (k - 1)).abs().mean())
+
+
+def self_duality(weight: torch.Tensor, centred_means: torch.Tensor) -> float:
+    """NC3: || W/||W||_F − M/||M||_F ||_F, M the K × d matrix of centred class means μ_c − μ_G."""
+    w = weight.double()
+    return float(
+        torch.linalg.norm(
+            w / torch.linalg.norm(w) - centred_means / torch.linalg.norm(centred_means)
+        )
+    )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .losses import per_sample_loss
 from .models import build_model
 
 
@@ -86,29 +87,81 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def objective_gradient(
+    model: nn.Module, data: Features, loss: dict, wd: float, chunk: int = 4096
+) -> tuple[float, float, float]:
+    """Full-batch mean loss, ||∇F|| with F = mean loss + (λ/2) Σ ||θ||², and ||∇F|| / ||λθ||.
+
+    Leaves the gradient of the mean loss in each parameter's ``.grad``.
+    """
+    model.zero_grad(set_to_none=True)
+    n = data.train_x.shape[0]
+    total = torch.zeros((), device=data.train_x.device)
+    for x, y in zip(data.train_x.split(chunk), data.train_y.split(chunk), strict=True):
+        batch_loss = per_sample_loss(model(x), y, **loss).sum() / n
+        batch_loss.backward()
+        total += batch_loss.detach()
+    with torch.no_grad():
+        params = [p for p in model.parameters() if p.grad is not None]
+        grad = torch.sqrt(sum(((p.grad + wd * p) ** 2).sum() for p in params))
+        decay = wd * torch.sqrt(sum((p**2).sum() for p in params))
+    rel = float(grad / decay) if wd > 0 else float("nan")
+    return float(total), float(grad), rel
+
+
+def loss_spec(spec: dict) -> dict:
+    return {"loss": spec["loss"], "target_scale": spec.get("target_scale", 1.0)}
+
+
 def train_run(
     spec: dict, data: Features, device: torch.device, log: Callable[[str], None] = print
 ) -> RunResult:
-    """Train the study's model with SGD + momentum and ``weight_decay = λ`` on a mean-reduced
-    cross-entropy, which makes λ the coefficient of (λ/2) Σ_l ||W_l||_F² in the objective.
+    """Train the study's model with SGD + momentum and ``weight_decay = λ`` on the mean of the
+    per-sample losses, which makes λ the coefficient of (λ/2) Σ_l ||W_l||_F² in the objective;
+    then, optionally, plain full-batch gradient descent on the same objective to approach a
+    stationary point. After each epoch (and every ``residual_every`` full-batch steps) the
+    history records the full-batch loss and the stationarity residual ||∇F||.
     A non-finite loss stops the run and marks it diverged.
     """
-    opt_cfg = spec["optimizer"]
+    opt_cfg, wd = spec["optimizer"], spec["weight_decay"]
+    loss = loss_spec(spec)
     gen = seed_everything(spec["seed"], device)
     model = build_model(spec["model"], data.in_shape, data.classes).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=opt_cfg["lr"],
         momentum=opt_cfg["momentum"],
-        weight_decay=spec["weight_decay"],
+        weight_decay=wd,
         foreach=True,
     )
-    loss_fn = nn.CrossEntropyLoss()
     n, batch = data.train_x.shape[0], opt_cfg["batch_size"]
-    steps_per_epoch = math.ceil(n / batch)
-    total_steps = opt_cfg["epochs"] * steps_per_epoch
+    total_steps = opt_cfg["epochs"] * math.ceil(n / batch)
     result = RunResult(model)
     step = 0
+
+    def record(phase: str, epoch: int, lr: float, seconds: float, extra: dict) -> bool:
+        full_loss, grad, rel = objective_gradient(model, data, loss, wd)
+        row = {
+            "phase": phase,
+            "epoch": epoch,
+            "lr": lr,
+            **extra,
+            "full_loss": full_loss,
+            "residual": grad,
+            "rel_residual": rel,
+            "seconds": seconds,
+        }
+        result.history.append(row)
+        log(
+            f"{phase} {epoch}: loss {full_loss:.5f} residual {grad:.3e} (rel {rel:.3e}) "
+            f"lr {lr:.2e} {seconds:.2f}s"
+        )
+        if not (math.isfinite(full_loss) and math.isfinite(grad)):
+            result.status, result.reason = "diverged", f"non-finite loss in {phase} {epoch}"
+            log(f"run diverged: {result.reason}")
+            return False
+        return True
+
     for epoch in range(opt_cfg["epochs"]):
         start = time.perf_counter()
         model.train()
@@ -121,28 +174,29 @@ def train_run(
                 group["lr"] = learning_rate(opt_cfg, step, total_steps, epoch)
             x, y = data.train_x[idx], data.train_y[idx]
             out = model(x)
-            loss = loss_fn(out, y)
+            batch_loss = per_sample_loss(out, y, **loss).mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * y.shape[0]
+            loss_sum += batch_loss.detach() * y.shape[0]
             correct += (out.argmax(1) == y).sum()
             step += 1
-        train_loss = float(loss_sum) / n
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": train_loss,
-            "train_acc": float(correct) / n,
-            "seconds": time.perf_counter() - start,
-        }
-        result.history.append(row)
-        log(
-            f"epoch {row['epoch']}/{opt_cfg['epochs']} loss {train_loss:.4f} "
-            f"acc {row['train_acc']:.4f} lr {row['lr']:.2e} {row['seconds']:.2f}s"
-        )
-        if not math.isfinite(train_loss):
-            result.status, result.reason = "diverged", f"non-finite loss at epoch {epoch + 1}"
-            log(f"run diverged: {result.reason}")
-            break
+        seconds = time.perf_counter() - start
+        running = {"train_loss": float(loss_sum) / n, "train_acc": float(correct) / n}
+        if not record("sgd", epoch + 1, optimizer.param_groups[0]["lr"], seconds, running):
+            return result
+
+    # Full-batch gradient descent: x ← x − η ∇F(x), the gradient computed over all samples.
+    steps, lr = opt_cfg["full_batch_steps"], opt_cfg["full_batch_lr"]
+    every = max(1, opt_cfg["residual_every"])
+    start = time.perf_counter()
+    for k in range(1, steps + 1):
+        objective_gradient(model, data, loss, wd)
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * (p.grad + wd * p)
+        if k % every == 0 or k == steps:
+            if not record("full_batch", k, lr, time.perf_counter() - start, {}):
+                return result
+            start = time.perf_counter()
     return result

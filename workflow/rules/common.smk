@@ -30,7 +30,15 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-FIGURES = ["rank_vs_variability", "rank_vs_weight_decay"]
+FIGURES = [
+    "rank_vs_weight_decay",
+    "variability_vs_weight_decay",
+    "rank_vs_variability",
+    "spectra",
+    "bound",
+    "rank_vs_spread",
+    "training_curves",
+]
 RUN_DIR = "results/runs/{study}/{dataset}/wd~{wd}/seed~{seed}"
 RUN_ID = "{study}/{dataset}/wd~{wd}/seed~{seed}"
 
@@ -68,11 +76,17 @@ def raw_input(wildcards):
     return f"results/raw/{source}" if source in ("mnist", "fashion_mnist") else []
 
 
+def study_figures(study):
+    """The figures of a study; rank_vs_spread only where it has synthetic data of ≥ 2 spreads."""
+    datasets = [config["datasets"][d] for d in config["studies"][study]["datasets"]]
+    spreads = {d["std"] for d in datasets if d["source"] == "gaussian_clusters"}
+    return [f for f in FIGURES if f != "rank_vs_spread" or len(spreads) >= 2]
+
+
 def all_targets():
-    targets = []
+    targets = ["results/claims.md"]
     for study in config["studies"]:
-        targets.append(f"results/tables/{study}/layers.parquet")
-        for figure in FIGURES:
+        for figure in study_figures(study):
             targets += [
                 f"results/figures/{study}/{figure}.{ext}" for ext in ("pdf", "png")
             ]

@@ -4,6 +4,8 @@ NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES
 rule figure:
     input:
         table="results/tables/{study}/layers.parquet",
+        history="results/tables/{study}/history.parquet",
+        spectra="results/tables/{study}/spectra.parquet",
         notebook=lambda wc: NOTEBOOKS[wc.figure],
     output:
         pdf=report(
@@ -29,6 +31,8 @@ rule figure:
             {
                 "study": wc.study,
                 "table": input.table,
+                "history": input.history,
+                "spectra": input.spectra,
                 "pdf": output.pdf,
                 "png": output.png,
                 **config["figures"],

@@ -30,7 +30,9 @@ rule aggregate:
     input:
         study_layer_tables,
     output:
-        "results/tables/{study}/layers.parquet",
+        layers="results/tables/{study}/layers.parquet",
+        history="results/tables/{study}/history.parquet",
+        spectra="results/tables/{study}/spectra.parquet",
     log:
         "results/logs/aggregate/{study}.log",
     conda:
@@ -39,4 +41,5 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m rankcollapse aggregate --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m rankcollapse aggregate --out {output.layers:q} --history {output.history:q}"
+        " --spectra {output.spectra:q} {input:q} > {log:q} 2>&1"

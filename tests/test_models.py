@@ -1,0 +1,37 @@
+import pytest
+import torch
+from rankcollapse.models import as_rows, build_model, measured_layers, mlp
+
+MLP = {"arch": "mlp", "depth": 4, "width": 32, "bias": False, "channels": [4]}
+CNN = {"arch": "cnn", "depth": 4, "width": 16, "bias": False, "channels": [4, 6]}
+
+
+def test_mlp_has_depth_linear_layers_without_bias():
+    layers = measured_layers(build_model(MLP, (1, 28, 28), 10))
+    assert [name for name, _ in layers] == ["layer1", "layer2", "layer3", "layer4"]
+    assert [tuple(m.weight.shape) for _, m in layers] == [(32, 784), (32, 32), (32, 32), (10, 32)]
+    assert all(m.bias is None for _, m in layers)
+    with pytest.raises(ValueError, match="depth"):
+        mlp(4, 2, depth=0, width=3, bias=False)
+
+
+def test_cnn_measures_convolutions_and_linear_layers():
+    model = build_model(CNN, (3, 32, 32), 10)
+    layers = measured_layers(model)
+    shapes = [tuple(m.weight.shape) for _, m in layers]
+    assert shapes == [(4, 3, 3, 3), (6, 4, 3, 3), (16, 6 * 8 * 8), (10, 16)]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="image inputs"):
+        build_model(CNN, (64,), 10)
+
+
+def test_conv_rows_are_patches_mapped_by_the_matricised_kernel():
+    torch.manual_seed(0)
+    conv = build_model(CNN, (3, 8, 8), 2)[0]
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    out = conv(x)
+    z_rows, h_rows, y_rows = as_rows(conv, x, out, y)
+    assert z_rows.shape == (2 * 64, 27) and h_rows.shape == (2 * 64, 4)
+    assert y_rows.tolist() == [0] * 64 + [1] * 64
+    w = conv.weight.reshape(4, -1)
+    assert torch.allclose(z_rows @ w.T, h_rows, atol=1e-5)
