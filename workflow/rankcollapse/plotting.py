@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
 LABELS = {
     "rank_fro": "rank  #{σ_j > 10⁻³‖W‖_F}",
@@ -63,9 +64,16 @@ def mark_classes(grid, runs: pd.DataFrame, rank_measure: str) -> None:
 
 
 def log_axis(ax, which: str) -> None:
-    """Log scale; the minor labels that matplotlib adds on short ranges are kept small."""
+    """Log scale without crowded minor labels: powers of ten, and also 2× and 5× them on
+    ranges of less than two decades. Call it after plotting, when the limits are known.
+    """
     getattr(ax, f"set_{which}scale")("log")
-    ax.tick_params(axis=which, which="minor", labelsize=6, labelrotation=45)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    low, high = getattr(ax, f"get_{which}lim")()
+    short = low > 0 and np.log10(high / low) < 2
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if short else (1.0,)))
+    axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def save(fig, pdf: str, png: str) -> None:

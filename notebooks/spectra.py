@@ -1,0 +1,85 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Singular value spectra of the weight matrices
+#
+# σ_j (log scale) against the index j, one panel per layer and dataset, one line per weight
+# decay λ. The dashed line marks j = K, the number of classes: as λ grows, the singular values
+# beyond K collapse. Spectra of different seeds do not average meaningfully index by index, so
+# only the first (lowest-numbered) finished seed of each dataset and λ is drawn.
+
+# %% tags=["parameters"]
+study = "tiny"
+table = "results/tables/tiny/layers.parquet"
+history = "results/tables/tiny/history.parquet"
+spectra = "results/tables/tiny/spectra.parquet"
+pdf = "figure.pdf"
+png = "figure.png"
+rank_measure = "rank_fro"
+variability_measure = "tcv"
+
+# %%
+import pandas as pd
+import seaborn as sns
+from rankcollapse import plotting
+
+plotting.set_style()
+sv, _ = plotting.finished_runs(pd.read_parquet(spectra))
+# Unfinished runs have no spectra, so they are listed from the layers table, which also gives K
+# per dataset (the spectra table has no class count).
+layers_table, left_out = plotting.finished_runs(pd.read_parquet(table))
+print("left out:", left_out or "none")
+classes = layers_table.groupby("dataset")["classes"].max()
+layer_order = layers_table.sort_values("layer_index")["layer"].unique()
+
+first_seed = sv.groupby(["dataset", "weight_decay"])["seed"].transform("min")
+sv = sv[sv["seed"] == first_seed].copy()
+print("seed drawn per dataset and λ:")
+print(sv.groupby(["dataset", "weight_decay"])["seed"].first().unstack().to_string())
+# A singular value of exactly 0 has no place on a log axis.
+zero = sv["sigma"] <= 0
+print(f"σ_j = 0 left out (log axis): {int(zero.sum())}")
+sv = sv[~zero]
+sv["λ"] = sv["weight_decay"].map(lambda w: f"{w:g}")
+order = [f"{w:g}" for w in sorted(sv["weight_decay"].unique())]
+
+# %%
+grid = sns.FacetGrid(
+    sv,
+    row="dataset",
+    col="layer",
+    col_order=layer_order,
+    sharex=False,
+    sharey=False,
+    height=2.6,
+    aspect=1.2,
+    margin_titles=True,
+)
+grid.map_dataframe(
+    sns.lineplot,
+    x="index",
+    y="sigma",
+    hue="λ",
+    hue_order=order,
+    palette="viridis",
+    estimator=None,
+    linewidth=1.2,
+)
+for (dataset, _), ax in grid.axes_dict.items():
+    plotting.log_axis(ax, "y")
+    ax.axvline(classes[dataset], color="0.4", linestyle="--", linewidth=0.8)
+grid.add_legend(title="λ")
+grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+grid.set_axis_labels("index j", "singular value σ_j")
+grid.figure.suptitle(f"{study}: singular values of the weight matrices", y=1.02)
+plotting.save(grid.figure, pdf, png)
+# σ_{K+1} / σ_1 per run and layer: how far the spectrum beyond K has collapsed.
+ratio = sv.assign(K=sv["dataset"].map(classes)).query("index == K + 1")
+top = sv[sv["index"] == 1].set_index(["dataset", "weight_decay", "layer"])["sigma"]
+(ratio.set_index(["dataset", "weight_decay", "layer"])["sigma"] / top).unstack("layer")

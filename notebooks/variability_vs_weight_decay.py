@@ -1,0 +1,75 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Within-class variability of each layer's input against the weight decay λ
+#
+# Rows: three measures of the within-class variability of the embeddings that enter the layer,
+# on the training set: TCV Σ_i‖z_i − μ_c‖, the ratio SS_W / SS_total and NC1. Columns: layers.
+# One line per dataset (mean over seeds, band: range across seeds). Neural rank collapse
+# predicts that the variability falls as λ grows. The input of layer 1 is the data, which λ
+# does not change, so its panels are flat.
+
+# %% tags=["parameters"]
+study = "tiny"
+table = "results/tables/tiny/layers.parquet"
+history = "results/tables/tiny/history.parquet"
+spectra = "results/tables/tiny/spectra.parquet"
+pdf = "figure.pdf"
+png = "figure.png"
+rank_measure = "rank_fro"
+variability_measure = "tcv"
+
+# %%
+import pandas as pd
+import seaborn as sns
+from rankcollapse import plotting
+
+plotting.set_style()
+runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+print("left out:", left_out or "none")
+# The configured variability measure gets a row of its own when it is not one of the three.
+measures = list(dict.fromkeys(["tcv", "ss_ratio", "nc1", variability_measure]))
+# SS_W / SS_total is a fraction in [0, 1]; the other measures span decades across layers and λ.
+linear = {"ss_ratio"}
+layers = runs.sort_values("layer_index")["layer"].unique()
+long = runs.melt(
+    id_vars=["dataset", "weight_decay", "seed", "layer"],
+    value_vars=measures,
+    var_name="measure",
+    value_name="value",
+)
+
+# %%
+grid = sns.relplot(
+    data=long,
+    x="weight_decay",
+    y="value",
+    hue="dataset",
+    row="measure",
+    row_order=measures,
+    col="layer",
+    col_order=layers,
+    kind="line",
+    marker="o",
+    errorbar=("pi", 100),
+    facet_kws={"sharey": False, "margin_titles": True},
+    height=2.6,
+    aspect=1.2,
+)
+for (measure, _), ax in grid.axes_dict.items():
+    plotting.wd_axis(ax, runs["weight_decay"].unique())
+    if measure not in linear:
+        plotting.log_axis(ax, "y")
+# The row is named by the y label of its first panel; the margin titles would repeat it.
+grid.set_titles(row_template="", col_template="{col_name}")
+for measure, axes in zip(measures, grid.axes, strict=True):
+    axes[0].set_ylabel(plotting.label(measure))
+grid.figure.suptitle(f"{study}: within-class variability of the layer input against λ", y=1.02)
+plotting.save(grid.figure, pdf, png)
+runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=variability_measure)
