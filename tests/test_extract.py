@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from factories import clusters, run_spec
 from rankcollapse.extract import layer_statistics, measure_run
 from rankcollapse.losses import per_sample_loss
 from rankcollapse.models import measured_layers
@@ -13,35 +14,9 @@ CPU = torch.device("cpu")
 CE = {"loss": "cross_entropy", "target_scale": 1.0}
 
 
-def clusters(n=30, classes=3, dim=5, seed=0) -> Features:
-    g = torch.Generator().manual_seed(seed)
-    centres = 3 * torch.randn(classes, dim, generator=g)
-    y = torch.arange(n) % classes
-    x = centres[y] + torch.randn(n, dim, generator=g)
-    return Features(x, y, x[:6], y[:6], classes)
-
-
-def trained(
-    data: Features, wd: float, epochs=3, full_batch_steps=0, loss="cross_entropy", arch="mlp"
-):
-    spec = {
-        "model": {"arch": arch, "depth": 3, "width": 8, "bias": False, "channels": [2, 3]},
-        "optimizer": {
-            "lr": 0.05,
-            "momentum": 0.9,
-            "batch_size": 8,
-            "epochs": epochs,
-            "schedule": "cosine",
-            "milestones": [],
-            "gamma": 0.1,
-            "full_batch_steps": full_batch_steps,
-            "full_batch_lr": 0.2,
-            "residual_every": 500,
-        },
-        "loss": loss,
-        "weight_decay": wd,
-        "seed": 0,
-    }
+def trained(data, wd, epochs=3, loss="cross_entropy", arch="mlp", **optimizer):
+    spec = run_spec(wd, epochs=epochs, arch=arch, width=8, **optimizer)
+    spec["loss"] = loss
     return train_run(spec, data, CPU, log=lambda _: None).model.eval()
 
 
@@ -117,7 +92,7 @@ def test_bound_holds_near_a_stationary_point():
     # Full-batch descent takes the relative residual ||R||/||λW|| from about 3 to about 0.02;
     # on this tiny ReLU net it stalls there (units at their kink), which is near enough.
     data, wd = clusters(), 0.1
-    model = trained(data, wd, epochs=2, full_batch_steps=1000)
+    model = trained(data, wd, epochs=2, full_batch_steps=1000, full_batch_lr=0.2)
     rows, _ = measure_run(model, data, [0.1], batch=30, wd=wd, loss=CE)
     for row in rows:
         assert row["bound_holds"] is True

@@ -2,38 +2,11 @@
 
 import pytest
 import torch
-from rankcollapse.training import Features, learning_rate, to_features, train_run
+from factories import clusters
+from factories import run_spec as spec
+from rankcollapse.training import learning_rate, to_features, train_run
 
 CPU = torch.device("cpu")
-
-
-def clusters(seed=0, n=40, classes=3, dim=5) -> Features:
-    g = torch.Generator().manual_seed(seed)
-    centres = 3 * torch.randn(classes, dim, generator=g)
-    y = torch.arange(n) % classes
-    x = centres[y] + 0.3 * torch.randn(n, dim, generator=g)
-    return Features(x, y, x[:9], y[:9], classes)
-
-
-def spec(seed=0, wd=1e-3, epochs=5) -> dict:
-    return {
-        "model": {"arch": "mlp", "depth": 3, "width": 16, "bias": False},
-        "optimizer": {
-            "lr": 0.05,
-            "momentum": 0.9,
-            "batch_size": 8,
-            "epochs": epochs,
-            "schedule": "cosine",
-            "milestones": [],
-            "gamma": 0.1,
-            "full_batch_steps": 0,
-            "full_batch_lr": 0.05,
-            "residual_every": 10,
-        },
-        "loss": "cross_entropy",
-        "weight_decay": wd,
-        "seed": seed,
-    }
 
 
 def weights(result) -> list[torch.Tensor]:
