@@ -1,6 +1,7 @@
 """Small problems and run specs shared by the tests."""
 
 import torch
+from rankcollapse.config import spec_hash
 from rankcollapse.training import Features
 
 
@@ -15,7 +16,7 @@ def clusters(n=40, classes=3, dim=5, spread=0.3, seed=0) -> Features:
 
 def run_spec(wd=1e-3, seed=0, epochs=5, arch="mlp", width=16, **optimizer) -> dict:
     """A training spec as the workflow writes it, for a tiny model."""
-    return {
+    spec = {
         "model": {"arch": arch, "depth": 3, "width": width, "bias": False, "channels": [2, 3]},
         "optimizer": {
             "lr": 0.05,
@@ -34,3 +35,4 @@ def run_spec(wd=1e-3, seed=0, epochs=5, arch="mlp", width=16, **optimizer) -> di
         "weight_decay": wd,
         "seed": seed,
     }
+    return {**spec, "config_hash": spec_hash(spec)}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -17,25 +15,13 @@ from safetensors.torch import save_file
 
 from . import data
 from .extract import measure_run
+from .files import write_atomic
 from .models import build_model
-from .training import loss_spec, resolve_device, to_features, train_run
+from .training import Checkpointing, loss_spec, resolve_device, to_features, train_run
 
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` then rename tmp to ``path``, so a killed job leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def provenance(device: torch.device) -> dict:
@@ -111,8 +97,14 @@ def cmd_train(args) -> None:
         f"run {spec['config_hash']}: {spec['study']} {spec['dataset']['name']} "
         f"wd={spec['weight_decay']:g} seed={spec['seed']} on {device}"
     )
-    result = train_run(spec, features, device, log)
     out = Path(args.out_dir)
+    checkpointing = Checkpointing(out / "checkpoint.safetensors", args.checkpoint_every)
+    result = train_run(spec, features, device, log, checkpointing)
+    if result.status == "diverged" and args.divergence == "fail":
+        sys.exit(
+            f"error: run diverged ({result.reason}); outputs not written. To record diverged "
+            "runs and go on with the rest of the sweep, set `training: {divergence: record}`."
+        )
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     write_atomic(
         out / "model.safetensors",
@@ -126,6 +118,7 @@ def cmd_train(args) -> None:
         "status": result.status,
         "reason": result.reason,
         "epochs_run": sum(row["phase"] == "sgd" for row in result.history),
+        "resumed_from": result.resumed_from,
         "train_seconds": sum(row["seconds"] for row in result.history),
         "in_shape": list(features.in_shape),
         "classes": features.classes,
@@ -134,6 +127,8 @@ def cmd_train(args) -> None:
     write_atomic(
         out / "metadata.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2))
     )
+    # Everything it could restore is now in the outputs.
+    checkpointing.path.unlink(missing_ok=True)
 
 
 def run_keys(meta: dict) -> dict:
@@ -236,6 +231,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="write the checkpoint after every N-th history record (0: never)",
+    )
+    s.add_argument(
+        "--divergence",
+        choices=["record", "fail"],
+        default="record",
+        help="record a diverged run and exit 0, or fail the job",
+    )
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("measure", help="measure one trained run")

@@ -31,6 +31,8 @@ import safetensors
 import torch
 from safetensors.torch import save_file
 
+from .files import write_atomic
+
 Log = Callable[[str], None]
 Tensors = dict[str, torch.Tensor]
 
@@ -656,14 +658,8 @@ def save_dataset(tensors: Tensors, path: Path | str, metadata: dict[str, str]) -
     path = Path(path)
     if bad := [key for key, value in metadata.items() if not isinstance(value, str)]:
         raise TypeError(f"safetensors metadata values must be str; not for {', '.join(bad)}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    write_atomic(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
 def load_dataset(path: Path | str) -> tuple[Tensors, dict[str, str]]:

@@ -6,10 +6,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import checkpoint
 from .losses import per_sample_loss
 from .models import build_model
 
@@ -77,6 +79,17 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
     status: str = "finished"
     reason: str = ""
+    resumed_from: str = ""
+
+
+@dataclass
+class Checkpointing:
+    """Where a run's checkpoint lives and how often it is written: after every ``every``-th
+    history record (an SGD epoch, or a full-batch residual evaluation); 0 writes none.
+    """
+
+    path: Path
+    every: int = 1
 
 
 def seed_everything(seed: int, device: torch.device) -> torch.Generator:
@@ -114,7 +127,11 @@ def loss_spec(spec: dict) -> dict:
 
 
 def train_run(
-    spec: dict, data: Features, device: torch.device, log: Callable[[str], None] = print
+    spec: dict,
+    data: Features,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    checkpointing: Checkpointing | None = None,
 ) -> RunResult:
     """Train the study's model with SGD + momentum and ``weight_decay = λ`` on the mean of the
     per-sample losses, which makes λ the coefficient of (λ/2) Σ_l ||W_l||_F² in the objective;
@@ -122,6 +139,9 @@ def train_run(
     stationary point. After each epoch (and every ``residual_every`` full-batch steps) the
     history records the full-batch loss and the stationarity residual ||∇F||.
     A non-finite loss stops the run and marks it diverged.
+
+    With ``checkpointing``, the run resumes from its checkpoint when one of the same config
+    hash exists, and ends bitwise where an uninterrupted run ends (on the CPU).
     """
     opt_cfg, wd = spec["optimizer"], spec["weight_decay"]
     loss = loss_spec(spec)
@@ -135,9 +155,17 @@ def train_run(
         foreach=True,
     )
     n, batch = data.train_x.shape[0], opt_cfg["batch_size"]
-    total_steps = opt_cfg["epochs"] * math.ceil(n / batch)
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = opt_cfg["epochs"] * steps_per_epoch
     result = RunResult(model)
-    step = 0
+    progress = {"sgd": 0, "full_batch": 0}
+    if checkpointing is not None:
+        saved = checkpoint.load(checkpointing.path, spec["config_hash"], log)
+        if saved is not None:
+            progress = checkpoint.restore(saved, model, optimizer, gen)
+            result.history = saved.history
+            result.resumed_from = f"sgd {progress['sgd']}, full_batch {progress['full_batch']}"
+            log(f"resumed from {checkpointing.path}: {result.resumed_from}")
 
     def record(phase: str, epoch: int, lr: float, seconds: float, extra: dict) -> bool:
         full_loss, grad, rel = objective_gradient(model, data, loss, wd)
@@ -160,16 +188,29 @@ def train_run(
             result.status, result.reason = "diverged", f"non-finite loss in {phase} {epoch}"
             log(f"run diverged: {result.reason}")
             return False
+        progress[phase] = epoch
+        if checkpointing is not None and checkpointing.every > 0:
+            if len(result.history) % checkpointing.every == 0:
+                checkpoint.save(
+                    checkpointing.path,
+                    spec["config_hash"],
+                    progress,
+                    result.history,
+                    model,
+                    optimizer,
+                    gen,
+                )
         return True
 
-    for epoch in range(opt_cfg["epochs"]):
+    for epoch in range(progress["sgd"], opt_cfg["epochs"]):
         start = time.perf_counter()
         model.train()
         # Sums stay on the device: one host synchronisation per epoch, not per step.
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         order = torch.randperm(n, generator=gen, device=device)
-        for idx in order.split(batch):
+        for i, idx in enumerate(order.split(batch)):
+            step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(opt_cfg, step, total_steps, epoch)
             x, y = data.train_x[idx], data.train_y[idx]
@@ -180,7 +221,6 @@ def train_run(
             optimizer.step()
             loss_sum += batch_loss.detach() * y.shape[0]
             correct += (out.argmax(1) == y).sum()
-            step += 1
         seconds = time.perf_counter() - start
         running = {"train_loss": float(loss_sum) / n, "train_acc": float(correct) / n}
         if not record("sgd", epoch + 1, optimizer.param_groups[0]["lr"], seconds, running):
@@ -190,7 +230,7 @@ def train_run(
     steps, lr = opt_cfg["full_batch_steps"], opt_cfg["full_batch_lr"]
     every = max(1, opt_cfg["residual_every"])
     start = time.perf_counter()
-    for k in range(1, steps + 1):
+    for k in range(progress["full_batch"] + 1, steps + 1):
         objective_gradient(model, data, loss, wd)
         with torch.no_grad():
             for p in model.parameters():

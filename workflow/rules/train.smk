@@ -17,7 +17,10 @@ rule train:
         spec=lambda wc: json.dumps(run_spec(config, **wc)),
         out_dir=lambda wc, output: Path(output.model).parent,
         device=config["device"],
+        checkpoint_every=config["training"]["checkpoint_every"],
+        divergence=config["training"]["divergence"],
     shell:
         "python -m rankcollapse train --spec {params.spec:q} --data {input.data:q}"
         " --out-dir {params.out_dir:q} --device {params.device} --threads {threads}"
+        " --checkpoint-every {params.checkpoint_every} --divergence {params.divergence}"
         " > {log:q} 2>&1"
