@@ -2,17 +2,12 @@
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_runner import REPO, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 FIGURES = [
     "rank_vs_weight_decay",
     "variability_vs_weight_decay",
@@ -22,21 +17,6 @@ FIGURES = [
     "rank_vs_spread",
     "training_curves",
 ]
-
-
-def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    command = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
-    return subprocess.run(command, env=env, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,28 @@
+"""Running the repository's Snakefile from a test's own working directory."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake_command(workdir: Path, *args: str, configfile: Path) -> list[str]:
+    return [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
+    command = snakemake_command(workdir, *args, configfile=configfile)
+    return subprocess.run(command, env=ENV, capture_output=True, text=True)
