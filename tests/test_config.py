@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rankcollapse.config import ConfigError, run_spec, validate_config, wd_label
+from rankcollapse.config import (
+    ConfigError,
+    load_config_file,
+    run_spec,
+    validate_config,
+    wd_label,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -103,6 +109,59 @@ BAD = {
         "allowed: rank_fro",
     ),
     "unknown device": (["device"], "tpu", "device", "'cuda'"),
+    "unknown model": (["studies", "tiny", "model", "arch"], "resnet", "model.arch", "'mlp'"),
+    "unknown loss": (["studies", "tiny", "loss"], "hinge", "studies.tiny.loss", "'mse'"),
+    "non-numeric weight decay": (
+        ["studies", "tiny", "weight_decay"],
+        [0, "1e-3; rm -rf ~"],
+        "weight_decay[1]",
+        "not of type 'number'",
+    ),
+    "depth below one": (["studies", "tiny", "model", "depth"], 0, "model.depth", "minimum of 1"),
+    "rank threshold outside (0, 1)": (
+        ["measures"],
+        {"eps": [0.1, 1.5]},
+        "measures.eps[1]",
+        "maximum of 1",
+    ),
+    "zero batch size": (
+        ["studies", "tiny", "optimizer", "batch_size"],
+        0,
+        "optimizer.batch_size",
+        "minimum of 1",
+    ),
+    "negative learning rate": (
+        ["studies", "tiny", "optimizer", "lr"],
+        -0.1,
+        "optimizer.lr",
+        "less than or equal to the minimum of 0",
+    ),
+    "negative seed": (["studies", "tiny", "seeds"], [-1], "studies.tiny.seeds[0]", "minimum of 0"),
+    "same λ label twice": (
+        ["studies", "tiny", "weight_decay"],
+        [1e-3, 0.0010000001],
+        "studies.tiny.weight_decay",
+        "same path label twice",
+    ),
+    "unknown divergence policy": (
+        ["training"],
+        {"divergence": "ignore"},
+        "training.divergence",
+        "'record', 'fail'",
+    ),
+    "negative checkpoint interval": (
+        ["training"],
+        {"checkpoint_every": -1},
+        "training.checkpoint_every",
+        "minimum of 0",
+    ),
+    "empty slope range": (
+        ["claims"],
+        {"slope_range": [1.5, 0.5]},
+        "claims.slope_range",
+        "[low, high]",
+    ),
+    "studies not a mapping": (["studies"], ["tiny"], "studies", "not of type 'object'"),
 }
 
 
@@ -130,3 +189,19 @@ def test_run_spec_carries_everything_that_defines_a_run():
 def test_wd_label_is_short_and_round_trips():
     assert [wd_label(w) for w in (0, 1e-5, 1e-4, 3e-3)] == ["0", "1e-05", "0.0001", "0.003"]
     assert float(wd_label(2.5e-4)) == 2.5e-4
+
+
+def test_bad_configs_are_many_and_distinct():
+    assert len(BAD) >= 15
+    assert len({(tuple(map(str, path)), repr(value)) for path, value, *_ in BAD.values()}) == len(
+        BAD
+    )
+
+
+def test_a_study_defined_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    path.write_text(text + "  tiny:\n    datasets: [clusters_a]\n    weight_decay: [0]\n")
+    with pytest.raises(ConfigError, match="key 'tiny' is given twice in one mapping"):
+        load_config_file(path)
+    assert load_config_file(REPO / "tests/configs/tiny.yaml") == TINY

@@ -131,15 +131,34 @@ def test_a_single_figure_is_a_target(tmp_path):
     assert "rank_vs_variability" not in done.stdout
 
 
-def test_a_bad_config_stops_before_any_job(tmp_path):
+BAD_CONFIG_EDITS = {
+    "negative λ": (
+        ("weight_decay: [0, 1.0e-3]", "weight_decay: [0, -1.0e-3]"),
+        ["studies.tiny.weight_decay[1]", "minimum of 0"],
+    ),
+    "command in λ": (
+        ("weight_decay: [0, 1.0e-3]", "weight_decay: [0, '1e-3; touch pwned']"),
+        ["studies.tiny.weight_decay[1]", "not of type 'number'"],
+    ),
+    "study defined twice": (
+        ("studies:\n", "studies:\n  tiny:\n    datasets: [clusters_a]\n    weight_decay: [0]\n"),
+        ["key 'tiny' is given twice", "lines"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIG_EDITS))
+def test_a_bad_config_stops_before_any_job(tmp_path, case):
+    (old, new), expected = BAD_CONFIG_EDITS[case]
     config = tmp_path / "bad.yaml"
     text = (REPO / "tests/configs/tiny.yaml").read_text()
-    config.write_text(text.replace("weight_decay: [0, 1.0e-3]", "weight_decay: [0, -1.0e-3]"))
+    assert old in text
+    config.write_text(text.replace(old, new))
     done = snakemake(tmp_path, "--cores", "1", configfile=config)
     assert done.returncode != 0
-    assert "studies.tiny.weight_decay[1]" in done.stderr
-    assert "minimum of 0" in done.stderr
-    assert not (tmp_path / "results").exists()
+    for words in expected:
+        assert words in done.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "pwned").exists()
 
 
 def test_an_unsafe_weight_decay_in_a_target_path_is_refused(tmp_path):

@@ -63,6 +63,32 @@ def _is_float(text: str) -> bool:
     return True
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loading that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently, so a second study of the same name would replace the first).
+    """
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise ConfigError(
+                    f"config file {self.name}: key '{key}' is given twice in one mapping "
+                    f"(lines {first_line[key]} and {line}); each name may be defined once: "
+                    "rename or merge one of them"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A config file read with safe YAML loading, refusing duplicate keys."""
+    with open(path) as file:
+        return yaml.load(file, Loader=_UniqueKeyLoader)
+
+
 def validate_config(config: dict, schema_path: str | Path) -> None:
     """Check ``config`` against the schema, filling in defaults in place; raise ConfigError
     listing every problem.

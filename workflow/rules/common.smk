@@ -20,12 +20,15 @@ os.environ.update(
 from rankcollapse.config import (
     ConfigError,
     dataset_spec,
+    load_config_file,
     run_spec,
     validate_config,
     wd_label,
 )
 
 try:
+    for path in workflow.configfiles:
+        load_config_file(path)
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
