@@ -132,7 +132,7 @@ left.set_title("tail_K against the bound")
 right.set(xlabel="TCV / λ of layer input")
 right.set_title("tail_K against TCV/λ")
 fig.suptitle(f"{study}: distance to rank K, λ > 0")
-plotting.save(fig, pdf, png)
+plotting.save(fig, pdf, png, left_out)
 # Per dataset and layer: checks, violations and the largest tail_K / bound (≤ 1 if it holds).
 summary = runs.assign(holds=holds, ratio=runs["tail_K"] / runs["bound"])
 summary.groupby(["dataset", "layer"]).agg(

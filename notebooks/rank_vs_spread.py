@@ -84,5 +84,5 @@ else:
     grid.set_axis_labels("within-class std of the data", plotting.label(rank_measure))
     grid.figure.suptitle(f"{study}: rank against the within-class spread of the data", y=1.03)
     fig = grid.figure
-plotting.save(fig, pdf, png)
+plotting.save(fig, pdf, png, left_out)
 runs.pivot_table(index=["dataset_std", "weight_decay"], columns="layer", values=rank_measure)

@@ -48,5 +48,5 @@ for ax in grid.axes.flat:
 plotting.mark_classes(grid, runs, rank_measure)
 grid.set_axis_labels(plotting.label("weight_decay"), plotting.label(rank_measure))
 grid.figure.suptitle(f"{study}: rank against weight decay", y=1.03)
-plotting.save(grid.figure, pdf, png)
+plotting.save(grid.figure, pdf, png, left_out)
 runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=rank_measure)

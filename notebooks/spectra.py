@@ -78,7 +78,7 @@ grid.add_legend(title="λ")
 grid.set_titles(row_template="{row_name}", col_template="{col_name}")
 grid.set_axis_labels("index j", "singular value σ_j")
 grid.figure.suptitle(f"{study}: singular values of the weight matrices", y=1.02)
-plotting.save(grid.figure, pdf, png)
+plotting.save(grid.figure, pdf, png, left_out)
 # σ_{K+1} / σ_1 per run and layer: how far the spectrum beyond K has collapsed.
 ratio = sv.assign(K=sv["dataset"].map(classes)).query("index == K + 1")
 top = sv[sv["index"] == 1].set_index(["dataset", "weight_decay", "layer"])["sigma"]

@@ -97,7 +97,7 @@ for metric, axes in zip(metrics, grid.axes, strict=True):
     axes[0].set_ylabel(metrics[metric])
 grid.set_xlabels("passes over the data" if full_batch.any() else "epoch")
 grid.figure.suptitle(f"{study}: training curves", y=1.02)
-plotting.save(grid.figure, pdf, png)
+plotting.save(grid.figure, pdf, png, left_out)
 # The last record of each run: where it ended.
 last = hist.sort_values("pass").groupby(run_key).tail(1)
 last.pivot_table(

@@ -71,5 +71,5 @@ grid.set_titles(row_template="", col_template="{col_name}")
 for measure, axes in zip(measures, grid.axes, strict=True):
     axes[0].set_ylabel(plotting.label(measure))
 grid.figure.suptitle(f"{study}: within-class variability of the layer input against λ", y=1.02)
-plotting.save(grid.figure, pdf, png)
+plotting.save(grid.figure, pdf, png, left_out)
 runs.pivot_table(index=["dataset", "weight_decay"], columns="layer", values=variability_measure)

@@ -52,6 +52,7 @@ def layer_table(
                             "weight_decay": wd,
                             "seed": seed,
                             "status": "finished",
+                            "reason": "",
                             "layer": f"layer{index}",
                             "layer_index": index,
                             "d_in": d_in,
@@ -264,7 +265,7 @@ def with_diverged_run(table: pd.DataFrame) -> pd.DataFrame:
     """Add a diverged run at λ = 0.1 whose rows would break every claim if counted."""
     bad = table[(table["weight_decay"] == 0.1) & (table["seed"] == 0)].copy()
     bad["seed"] = 7
-    bad["status"] = "diverged"
+    bad["status"], bad["reason"] = "diverged", "non-finite loss in sgd 3"
     for column in ("rank_fro", "tail_K", "rel_tail_K", "ss_ratio", "tcv"):
         bad[column] = 1e6
     bad["bound_holds"] = False
@@ -276,7 +277,10 @@ def test_diverged_runs_are_left_out_and_listed():
     claims = evaluate_claims(with_diverged_run(layer_table()), T)
     assert [c["id"] for c in claims] == ["C1", "C2", "C3", "C4", "C5"]
     assert [c["verdict"] for c in claims] == ["holds"] * 4 + ["not run"]
-    assert all(c["left_out"] == ["s/real λ=0.1 seed 7: diverged"] for c in claims)
+    assert all(
+        c["left_out"] == ["s/real λ=0.1 seed 7: diverged (non-finite loss in sgd 3)"]
+        for c in claims
+    )
 
 
 def test_details_are_json_ready():

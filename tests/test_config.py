@@ -205,3 +205,11 @@ def test_a_study_defined_twice_is_refused_with_both_lines(tmp_path):
     with pytest.raises(ConfigError, match="key 'tiny' is given twice in one mapping"):
         load_config_file(path)
     assert load_config_file(REPO / "tests/configs/tiny.yaml") == TINY
+
+
+def test_config_files_are_read_with_safe_loading(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("device: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(yaml.constructor.ConstructorError):
+        load_config_file(path)
+    assert not (tmp_path / "pwned").exists()

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from rankcollapse.config import dataset_spec, run_spec, validate_config
-from workflow_runner import ENV, REPO, snakemake, snakemake_command
+from workflow_runner import ENV, REPO, cli, snakemake, snakemake_command
 
 CONFIG = {
     "datasets": {
@@ -45,14 +44,8 @@ CONFIG = {
     },
     "training": {"checkpoint_every": 2},
 }
-CLI_ENV = {**ENV, "PYTHONPATH": str(REPO / "workflow")}
 # Lines of the training log after which the kill is sent, a random few milliseconds later.
 KILL_AFTER = ["sgd 1:", "sgd 9:", "sgd 24:", "full_batch 15:"]
-
-
-def cli(*args: str, **kwargs) -> subprocess.Popen:
-    command = [sys.executable, "-m", "rankcollapse", *args]
-    return subprocess.Popen(command, env=CLI_ENV, text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")

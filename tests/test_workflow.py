@@ -6,6 +6,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from rankcollapse.config import spec_hash
 from workflow_runner import REPO, snakemake
 
 FIGURES = [
@@ -28,7 +29,13 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
-    table = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
+    everything = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
+    # λ = 1000 diverges: one marked row per run, with the epoch and the reason.
+    diverged = everything[everything["weight_decay"] == 1000]
+    assert len(diverged) == 3 and (diverged["status"] == "diverged").all()
+    assert diverged["reason"].str.match(r"non-finite loss in sgd \d").all()
+    assert diverged["layer"].isna().all()
+    table = everything[everything["weight_decay"] < 1000]
     # 3 datasets x 2 weight decays x 1 seed x 3 layers
     assert len(table) == 18
     assert set(table["dataset"]) == {"mnist_small", "clusters_a", "clusters_b"}
@@ -54,8 +61,6 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
     ]
     for column in measures:
         assert table[column].map(math.isfinite).all(), column
-    provenance = ["config_hash", "git_commit", "device", "seed"]
-    assert table[provenance].notna().all().all()
     # The hidden layers' ranks cannot exceed their width; the last layer's not K.
     last = table[table["layer"] == "layer3"]
     assert (last["rank_fro"] <= last["classes"]).all()
@@ -63,6 +68,7 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
 
 def test_history_and_spectra_tables(tiny_run):
     history = pd.read_parquet(tiny_run / "results/tables/tiny/history.parquet")
+    history = history[history["status"] == "finished"]
     # per run: 2 SGD epochs, then records at full-batch steps 2 and 4
     assert (
         history.groupby(["dataset", "weight_decay"])["phase"]
@@ -89,6 +95,8 @@ def test_claims_are_reported_with_a_verdict_each(tiny_run):
     assert "(a) 9 checks, 0 violations" in verdicts["C3"]["statistic"]
     markdown = (tiny_run / "results/claims.md").read_text()
     assert "C1" in markdown and "C5" in markdown
+    assert "tiny/clusters_a λ=1000 seed 0: diverged (non-finite loss in sgd" in markdown
+    assert all(len(c["left_out"]) == 3 for c in claims["claims"])
 
 
 def test_raw_mnist_files_were_verified(tiny_run):
@@ -106,6 +114,7 @@ def test_figures_and_executed_notebooks_exist(tiny_run):
             assert (tiny_run / path).stat().st_size > 0, path
         executed = (tiny_run / f"results/notebooks/tiny/{figure}.ipynb").read_text()
         assert '"papermill"' in executed and "injected-parameters" in executed
+        assert "mnist_small λ=1000 seed 0: diverged" in executed, figure
 
 
 def test_report_is_written(tiny_run):
@@ -133,11 +142,11 @@ def test_a_single_figure_is_a_target(tmp_path):
 
 BAD_CONFIG_EDITS = {
     "negative λ": (
-        ("weight_decay: [0, 1.0e-3]", "weight_decay: [0, -1.0e-3]"),
+        ("weight_decay: [0, 1.0e-3,", "weight_decay: [0, -1.0e-3,"),
         ["studies.tiny.weight_decay[1]", "minimum of 0"],
     ),
     "command in λ": (
-        ("weight_decay: [0, 1.0e-3]", "weight_decay: [0, '1e-3; touch pwned']"),
+        ("weight_decay: [0, 1.0e-3,", "weight_decay: [0, '1e-3; touch pwned',"),
         ["studies.tiny.weight_decay[1]", "not of type 'number'"],
     ),
     "study defined twice": (
@@ -187,3 +196,54 @@ def test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept(tmp_path):
     # keep-going: the synthetic runs, which need no MNIST, finished and stay.
     for wd in ("0", "0.001"):
         assert (tmp_path / f"results/runs/tiny/clusters_a/wd~{wd}/seed~0/layers.parquet").exists()
+
+
+def test_divergence_can_fail_the_job_instead(tmp_path):
+    config = tmp_path / "strict.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    config.write_text(text + "training:\n  divergence: fail\n")
+    target = "results/runs/tiny/clusters_a/wd~1000/seed~0/model.safetensors"
+    done = snakemake(tmp_path, "--cores", "1", target, configfile=config)
+    assert done.returncode != 0
+    log = (tmp_path / "results/logs/train/tiny/clusters_a/wd~1000/seed~0.log").read_text()
+    assert "run diverged (non-finite loss in sgd" in log and "divergence: record" in log
+    assert not (tmp_path / target).exists()
+
+
+def test_a_failing_notebook_is_kept_with_its_traceback_and_named(tmp_path):
+    config = tmp_path / "one.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    config.write_text(text.replace("[mnist_small, clusters_a, clusters_b]", "[clusters_a]"))
+    table = tmp_path / "results/tables/tiny/layers.parquet"
+    done = snakemake(tmp_path, "--cores", "2", str(table.relative_to(tmp_path)), configfile=config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # A table without the columns the notebook reads makes one of its cells fail.
+    pd.DataFrame({"study": ["tiny"]}).to_parquet(table)
+    figure = "results/figures/tiny/rank_vs_weight_decay.pdf"
+    done = snakemake(tmp_path, "--cores", "1", figure, configfile=config)
+    assert done.returncode != 0
+    log = (tmp_path / "results/logs/figure/tiny/rank_vs_weight_decay.log").read_text()
+    assert 'Exception encountered at "In [' in log and "KeyError" in log
+    assert "figure notebook" in log and "notebooks/rank_vs_weight_decay.py failed" in log
+    kept = tmp_path / "results/logs/figure/tiny/rank_vs_weight_decay.ipynb"
+    assert "kept at" in log and str(kept.relative_to(tmp_path)) in log
+    cells = json.loads(kept.read_text())["cells"]
+    errors = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "KeyError"
+    assert not (tmp_path / figure).exists()
+    assert not (tmp_path / "results/notebooks/tiny/rank_vs_weight_decay.ipynb").exists()
+
+
+PROVENANCE = ["config_hash", "git_commit", "python", "torch", "device", "seed", "status"]
+
+
+@pytest.mark.parametrize("name", ["layers", "history", "spectra"])
+def test_every_table_row_carries_its_provenance(tiny_run, name):
+    table = pd.read_parquet(tiny_run / f"results/tables/tiny/{name}.parquet")
+    assert len(table) and table[PROVENANCE].notna().all().all()
+    assert (table["device"] == "cpu").all() and table["git_commit"].str.len().ge(40).all()
+    # The config hash is the hash of the run's spec, kept beside its weights.
+    for row in table.drop_duplicates("config_hash").itertuples():
+        run = f"results/runs/tiny/{row.dataset}/wd~{row.weight_decay:g}/seed~{row.seed}"
+        spec = json.loads((tiny_run / run / "metadata.json").read_text())["spec"]
+        assert spec.pop("config_hash") == row.config_hash == spec_hash(spec)

@@ -1,4 +1,4 @@
-"""Running the repository's Snakefile from a test's own working directory."""
+"""Running the repository's Snakefile, or one of its rules' commands, from a test."""
 
 import os
 import subprocess
@@ -26,3 +26,12 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path) -> list[str]:
 def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
     command = snakemake_command(workdir, *args, configfile=configfile)
     return subprocess.run(command, env=ENV, capture_output=True, text=True)
+
+
+CLI_ENV = {**ENV, "PYTHONPATH": str(REPO / "workflow")}
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    """``python -m rankcollapse ARGS``, as a rule runs it."""
+    command = [sys.executable, "-m", "rankcollapse", *args]
+    return subprocess.Popen(command, env=CLI_ENV, text=True, **kwargs)

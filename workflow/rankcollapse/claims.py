@@ -93,10 +93,11 @@ def finished(table: pd.DataFrame) -> pd.DataFrame:
 
 def left_out_runs(table: pd.DataFrame) -> list[str]:
     """One line per run that did not finish (diverged, ...): it counts in no claim."""
-    runs = table.loc[table["status"] != "finished", [*RUN_KEYS, "status"]].drop_duplicates()
+    columns = [*RUN_KEYS, "status", "reason"]
+    runs = table.loc[table["status"] != "finished", columns].drop_duplicates()
     runs = runs.sort_values(RUN_KEYS)
     return [
-        f"{r.study}/{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status}"
+        f"{r.study}/{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status} ({r.reason})"
         for r in runs.itertuples()
     ]
 

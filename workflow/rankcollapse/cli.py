@@ -147,6 +147,7 @@ def run_keys(meta: dict) -> dict:
         "epochs_run": meta["epochs_run"],
         "config_hash": spec["config_hash"],
         "git_commit": meta["git_commit"],
+        "python": meta["python"],
         "torch": meta["torch"],
         "device": meta["device"],
     }

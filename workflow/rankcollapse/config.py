@@ -86,7 +86,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config_file(path: str | Path) -> dict:
     """A config file read with safe YAML loading, refusing duplicate keys."""
     with open(path) as file:
-        return yaml.load(file, Loader=_UniqueKeyLoader)
+        loader = _UniqueKeyLoader(file)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
 
 
 def validate_config(config: dict, schema_path: str | Path) -> None:

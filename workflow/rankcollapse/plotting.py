@@ -37,9 +37,11 @@ def set_style() -> None:
 def finished_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Rows of finished runs, and a description of each run left out (diverged, ...)."""
     ok = table["status"] == "finished"
-    dropped = table.loc[~ok, ["dataset", "weight_decay", "seed", "status"]].drop_duplicates()
+    columns = ["dataset", "weight_decay", "seed", "status", "reason"]
+    dropped = table.loc[~ok, columns].drop_duplicates()
     notes = [
-        f"{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status}" for r in dropped.itertuples()
+        f"{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status} ({r.reason})"
+        for r in dropped.itertuples()
     ]
     return table[ok].copy(), notes
 
@@ -76,7 +78,11 @@ def log_axis(ax, which: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def save(fig, pdf: str, png: str) -> None:
+def save(fig, pdf: str, png: str, left_out: list[str] = ()) -> None:
+    """Write the figure as PDF and PNG, with a footnote naming the runs left out of it."""
+    if left_out:
+        note = f"Left out ({len(left_out)} runs that did not finish): " + "; ".join(left_out)
+        fig.text(0.01, -0.02, note, ha="left", va="top", fontsize=7, wrap=True)
     for path in (pdf, png):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(pdf, bbox_inches="tight")

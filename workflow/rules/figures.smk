@@ -20,7 +20,10 @@ rule figure:
         parameters="results/notebooks/{study}/{figure}.parameters.yaml",
         template=temp("results/notebooks/{study}/{figure}.template.ipynb"),
     log:
-        "results/logs/figure/{study}/{figure}.log",
+        log="results/logs/figure/{study}/{figure}.log",
+        # Executed here first: Snakemake deletes a failed job's outputs but keeps its logs,
+        # so a notebook that fails stays with the traceback under the failing cell.
+        executed="results/logs/figure/{study}/{figure}.ipynb",
     conda:
         "../../envs/pipeline.yaml"
     resources:
@@ -41,5 +44,9 @@ rule figure:
     shell:
         "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
         " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
-        " && papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
-        " {output.template:q} {output.notebook:q}) > {log:q} 2>&1"
+        " && (papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
+        " {output.template:q} {log.executed:q}"
+        " || {{ printf 'figure notebook %s failed in the cell named above; the executed"
+        " notebook, with the traceback under that cell, is kept at %s\\n'"
+        " {input.notebook:q} {log.executed:q}; exit 1; }})"
+        " && cp {log.executed:q} {output.notebook:q}) > {log.log:q} 2>&1"
