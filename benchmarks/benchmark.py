@@ -1,0 +1,305 @@
+"""Performance benchmark: each figure side by side with its baseline, in one process, as a ratio.
+
+    python benchmarks/benchmark.py                  # all five parts (about 1 hour on 2 cores)
+    python benchmarks/benchmark.py --parts train flops measure plan
+    python benchmarks/benchmark.py --main-config tests/configs/tiny.yaml --parts cores
+
+Parts (targets in brackets):
+  train    samples/s of our training loop / a plain torchvision DataLoader loop   [>= 5x]
+  flops    achieved training FLOP/s / this machine's fp32 matmul peak       [>= 60%, width>=512]
+  measure  the measure step's time / one training run's time (default study)     [<= 5%]
+           and its peak memory above the loaded data at two sample counts        [no growth]
+  plan     `snakemake -n` on config/paper.yaml: jobs planned and seconds         [<= 10 s]
+  cores    the main job with --cores 2 / --cores 1                               [>= 1.6x]
+Not a test: timings on a shared machine are noisy; ratios of runs made side by side are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+import torch  # noqa: E402
+from rankcollapse import data  # noqa: E402
+from rankcollapse.extract import measure_run  # noqa: E402
+from rankcollapse.models import mlp  # noqa: E402
+from rankcollapse.training import Features, loss_spec, to_features, train_run  # noqa: E402
+
+CPU = torch.device("cpu")
+BATCH = 128
+OPTIMIZER = {
+    "lr": 0.05,
+    "momentum": 0.9,
+    "batch_size": BATCH,
+    "schedule": "cosine",
+    "milestones": [],
+    "gamma": 0.1,
+    "full_batch_steps": 0,
+    "full_batch_lr": 0.05,
+    "residual_every": 10,
+}
+
+
+def report(name: str, ratio: float, target: str, met: bool, **figures) -> None:
+    raw = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
+    )
+    print(
+        f"{name:<34} ratio {ratio:8.3f}  target {target:<10} {'MET' if met else 'NOT MET'}  ({raw})"
+    )
+
+
+def spec(width: int, depth: int, epochs: int, wd: float = 1e-4) -> dict:
+    model = {"arch": "mlp", "depth": depth, "width": width, "bias": False, "channels": [16, 32]}
+    return {
+        "model": model,
+        "optimizer": {**OPTIMIZER, "epochs": epochs},
+        "loss": "cross_entropy",
+        "target_scale": 1.0,
+        "weight_decay": wd,
+        "seed": 0,
+        "config_hash": "benchmark",
+    }
+
+
+def mnist_raw(root: Path) -> Path:
+    """The verified raw MNIST files, fetched as the workflow fetches them."""
+    dest = root / "mnist"
+    data.fetch_raw("mnist", dest, mirror=None, download=True, offline=True, log=lambda _: None)
+    return dest
+
+
+def mnist_features(raw: Path) -> Features:
+    return to_features(data.load_mnist_like(raw), CPU)
+
+
+def ours_samples_per_second(features: Features, width: int, depth: int, epochs: int) -> float:
+    """Our loop (train_run), timing the SGD epochs; the per-epoch residual pass is reported
+    in the history separately and not counted here.
+    """
+    result = train_run(spec(width, depth, epochs), features, CPU, log=lambda _: None)
+    seconds = [row["seconds"] for row in result.history]
+    return len(features.train_y) / min(seconds)
+
+
+def dataloader_samples_per_second(raw: Path, width: int, depth: int) -> float:
+    """The loop a user would write: torchvision's MNIST dataset and DataLoader, one epoch."""
+    from torchvision import datasets, transforms
+
+    root = Path(tempfile.mkdtemp())
+    (root / "MNIST").mkdir()
+    (root / "MNIST/raw").symlink_to(raw.resolve())
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+    )
+    dataset = datasets.MNIST(str(root), train=True, download=False, transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
+    torch.manual_seed(0)
+    model = mlp(784, 10, depth, width, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    start = time.perf_counter()
+    for x, y in loader:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return len(dataset) / (time.perf_counter() - start)
+
+
+def part_train(raw: Path, features: Features) -> None:
+    ours = ours_samples_per_second(features, 256, 4, epochs=2)
+    plain = dataloader_samples_per_second(raw, 256, 4)
+    ratio = ours / plain
+    report("train: ours / DataLoader", ratio, ">= 5", ratio >= 5, ours=ours, dataloader=plain)
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 FLOP/s of one size x size matrix product."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_flops_per_sample(dims: list[int]) -> int:
+    """Forward 2·d_in·d_out per layer, weight gradient the same, input gradient the same
+    except for the first layer (its input needs none).
+    """
+    macs = [d_in * d_out for d_in, d_out in zip(dims[:-1], dims[1:], strict=True)]
+    return 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
+
+
+def part_flops(features: Features) -> None:
+    peak = matmul_peak()
+    for width in (256, 512, 1024):
+        depth = 4
+        dims = [784] + [width] * (depth - 1) + [10]
+        rate = ours_samples_per_second(features, width, depth, epochs=2)
+        achieved = rate * training_flops_per_sample(dims)
+        ratio = achieved / peak
+        target = ">= 0.6" if width >= 512 else "-"
+        met = ratio >= 0.6 or width < 512
+        report(
+            f"flops: width {width} / matmul peak",
+            ratio,
+            target,
+            met,
+            achieved_gflops=achieved / 1e9,
+            peak_gflops=peak / 1e9,
+            samples_per_s=rate,
+        )
+
+
+MEASURE_CHILD = """
+import json, resource, sys, time, torch
+sys.path.insert(0, {workflow!r})
+from rankcollapse import data
+from rankcollapse.models import mlp
+from rankcollapse.training import Features, to_features
+from rankcollapse.extract import measure_run
+torch.set_num_threads({threads})
+f = to_features(data.load_mnist_like({raw!r}), torch.device("cpu"))
+n = {n}
+f = Features(f.train_x[:n].clone(), f.train_y[:n].clone(), f.test_x, f.test_y, f.classes)
+model = mlp(784, 10, 4, 256, False)
+rss_kb = lambda: int(open("/proc/self/statm").read().split()[1]) * 4
+before = rss_kb()
+start = time.perf_counter()
+loss = {{"loss": "cross_entropy", "target_scale": 1.0}}
+measure_run(model, f, [0.1, 0.01, 0.001], 2000, 1e-4, loss)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "extra_mb": (peak - before) / 1024}}))
+"""
+
+
+def measure_child(raw: Path, n: int) -> dict:
+    code = MEASURE_CHILD.format(
+        workflow=str(REPO / "workflow"), raw=str(raw), n=n, threads=torch.get_num_threads()
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def part_measure(raw: Path, features: Features) -> None:
+    """Training and measuring one run of the default study's MNIST MLP (4x256, 20 epochs)."""
+    start = time.perf_counter()
+    result = train_run(spec(256, 4, epochs=20, wd=1e-3), features, CPU, log=lambda _: None)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    measure_run(result.model, features, [0.1, 0.01, 0.001], 2000, 1e-3, loss_spec(spec(256, 4, 1)))
+    measure_seconds = time.perf_counter() - start
+    ratio = measure_seconds / train_seconds
+    report(
+        "measure: measure / train (1 run)",
+        ratio,
+        "<= 0.05",
+        ratio <= 0.05,
+        measure_s=measure_seconds,
+        train_s=train_seconds,
+    )
+    small, large = measure_child(raw, 10_000), measure_child(raw, 60_000)
+    ratio = large["extra_mb"] / max(small["extra_mb"], 1e-9)
+    report(
+        "measure: peak memory 60k / 10k",
+        ratio,
+        "~1",
+        ratio <= 1.2,
+        extra_mb_10k=small["extra_mb"],
+        extra_mb_60k=large["extra_mb"],
+    )
+
+
+def snakemake(*args: str, cwd: Path) -> tuple[float, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    ]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*command, "--directory", str(cwd), *args], env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"snakemake {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def part_plan() -> None:
+    with tempfile.TemporaryDirectory() as work:
+        seconds, out = snakemake(
+            "-n", "--configfile", str(REPO / "config/paper.yaml"), cwd=Path(work)
+        )
+    jobs = int(re.search(r"^total\s+(\d+)", out, re.MULTILINE).group(1))
+    report(
+        "plan: snakemake -n paper.yaml",
+        seconds / 10,
+        "<= 1",
+        seconds <= 10,
+        jobs=jobs,
+        seconds=seconds,
+    )
+
+
+def part_cores(config: Path) -> None:
+    times = {}
+    for cores in (1, 2):
+        with tempfile.TemporaryDirectory() as work:
+            times[cores], _ = snakemake(
+                "--cores", str(cores), "--configfile", str(config), cwd=Path(work)
+            )
+    ratio = times[1] / times[2]
+    report(
+        f"cores: {config.name} 1 core / 2 cores",
+        ratio,
+        ">= 1.6",
+        ratio >= 1.6,
+        cores1_s=times[1],
+        cores2_s=times[2],
+    )
+
+
+def main() -> None:
+    parts = ["train", "flops", "measure", "plan", "cores"]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--parts", nargs="+", choices=parts, default=parts)
+    p.add_argument("--main-config", type=Path, default=REPO / "config/config.yaml")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} cores")
+    if {"train", "flops", "measure"} & set(args.parts):
+        raw = mnist_raw(REPO / "results/raw")
+        features = mnist_features(raw)
+    if "train" in args.parts:
+        part_train(raw, features)
+    if "flops" in args.parts:
+        part_flops(features)
+    if "measure" in args.parts:
+        part_measure(raw, features)
+    if "plan" in args.parts:
+        part_plan()
+    if "cores" in args.parts:
+        part_cores(args.main_config.resolve())
+
+
+if __name__ == "__main__":
+    main()
