@@ -7,7 +7,7 @@ SNAKEMAKE_ARGS ?=
 # Jobs call `python`, `jupytext` and `papermill`: the environment's own.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run report test lint clean-results
+.PHONY: setup run report test lint bench clean-results
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 
 test: setup ## the whole test suite (unit tests, lint, workflow smoke run)
 	$(BIN)/python -m pytest
+
+bench: setup ## performance benchmark with ratios (not part of the tests; about an hour)
+	$(BIN)/python benchmarks/benchmark.py $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

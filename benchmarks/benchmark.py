@@ -7,6 +7,7 @@
 Parts (targets in brackets):
   train    samples/s of our training loop / a plain torchvision DataLoader loop   [>= 5x]
   flops    achieved training FLOP/s / this machine's fp32 matmul peak       [>= 60%, width>=512]
+           (also shown: FLOP/s of the step's bare matrix products at batch 128)
   measure  the measure step's time / one training run's time (default study)     [<= 5%]
            and its peak memory above the loaded data at two sample counts        [no growth]
   plan     `snakemake -n` on config/paper.yaml: jobs planned and seconds         [<= 10 s]
@@ -145,6 +146,28 @@ def training_flops_per_sample(dims: list[int]) -> int:
     return 2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:])
 
 
+def bare_matmul_flops(dims: list[int], steps: int = 50) -> float:
+    """FLOP/s of only the matrix products of a training step at batch 128 (forward, weight
+    and input gradients), with nothing else: what this machine gives GEMMs of these shapes.
+    """
+    weights = [torch.randn(d_out, d_in) for d_in, d_out in zip(dims[:-1], dims[1:], strict=True)]
+    x, grad_out = torch.randn(BATCH, dims[0]), torch.randn(BATCH, dims[-1])
+
+    def step() -> None:
+        inputs = [x]
+        for w in weights:
+            inputs.append(inputs[-1] @ w.T)
+        g = grad_out
+        for i in reversed(range(len(weights))):
+            g.T @ inputs[i]
+            if i:
+                g = g @ weights[i]
+
+    step()
+    seconds = min(_timed(step) for _ in range(steps))
+    return BATCH * training_flops_per_sample(dims) / seconds
+
+
 def part_flops(features: Features) -> None:
     peak = matmul_peak()
     for width in (256, 512, 1024):
@@ -162,6 +185,7 @@ def part_flops(features: Features) -> None:
             met,
             achieved_gflops=achieved / 1e9,
             peak_gflops=peak / 1e9,
+            bare_gemm_gflops=bare_matmul_flops(dims) / 1e9,
             samples_per_s=rate,
         )
 
