@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -39,12 +38,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.Complet
     return subprocess.run(command, env=env, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    done = snakemake(workdir, "--cores", "2", configfile=REPO / "tests/configs/tiny.yaml")
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+# tiny_run (tests/conftest.py): the whole DAG of tests/configs/tiny.yaml, run once per session.
 
 
 def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
