@@ -33,6 +33,10 @@ CLUSTER = "rctest"
 ACCOUNT = "rctest"
 PARTITION = "debug"
 NODE = "node1"
+# The plugin's job step runs each job through a nested `srun` with the SLURM_* variables removed
+# (SLURM_CONF included), so that srun reads the system-wide path: it points to our file while the
+# cluster is up, and only where the machine has no SLURM configuration of its own.
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
 
 class Unavailable(Exception):
@@ -116,6 +120,7 @@ class Cluster:
         self.conf = self.root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf), "PATH": _sbin_path()}
         self.started: list[tuple[str, Path]] = []  # (name, PID file), in start order
+        self.linked = False
 
     # --- configuration -------------------------------------------------------------------
     def _write_configs(self) -> None:
@@ -193,6 +198,7 @@ class Cluster:
         if self.munge_socket.exists():
             raise Unavailable(f"a MUNGE daemon already owns {self.munge_socket}")
         self.munge_socket.parent.mkdir(parents=True, exist_ok=True)
+        self._link_system_conf()
         self._daemon(
             "munged", r / "munge/munged.pid", "munged", "--force",
             f"--socket={self.munge_socket}", f"--key-file={r}/munge/munge.key",
@@ -208,6 +214,15 @@ class Cluster:
         self._daemon("slurmd", r / "slurmd.pid", "slurmd", "-N", NODE)
         self._wait(self._node_idle, f"node {NODE} to be idle")
         return self
+
+    def _link_system_conf(self) -> None:
+        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
+            SYSTEM_CONF.unlink()  # left by an earlier test cluster that was killed
+        if SYSTEM_CONF.exists():
+            raise Unavailable(f"{SYSTEM_CONF} exists: this machine has a SLURM of its own")
+        SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SYSTEM_CONF.symlink_to(self.conf)
+        self.linked = True
 
     def _start_mariadb(self) -> None:
         db = self.root / "db"
@@ -275,6 +290,9 @@ class Cluster:
             if _alive(pid):
                 _signal(pid, signal.SIGKILL)
         self.started.clear()
+        if self.linked and SYSTEM_CONF.is_symlink() and SYSTEM_CONF.readlink() == self.conf:
+            SYSTEM_CONF.unlink()
+        self.linked = False
 
     def pids(self) -> dict[str, int]:
         return {name: pid for name, f in self.started if (pid := _pid(f)) is not None}
