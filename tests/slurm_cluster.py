@@ -28,7 +28,10 @@ PACKAGES = [
     "mariadb-server",
     "mariadb-client",
 ]
-COMMANDS = ["slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "sacctmgr", "munged"]
+COMMANDS = [
+    *("slurmctld", "slurmd", "slurmdbd", "sbatch", "srun", "sacct", "sacctmgr", "sinfo", "squeue"),
+    *("munged", "munge", "mariadbd", "mariadb-install-db", "mariadb"),
+]
 CLUSTER = "rctest"
 ACCOUNT = "rctest"
 PARTITION = "debug"
@@ -50,10 +53,7 @@ def _sbin_path() -> str:
 
 def missing_commands() -> list[str]:
     path = _sbin_path()
-    missing = [c for c in COMMANDS if shutil.which(c, path=path) is None]
-    if shutil.which("mariadbd", path=path) is None or shutil.which("mariadb-install-db") is None:
-        missing.append("mariadbd")
-    return missing
+    return [c for c in COMMANDS if shutil.which(c, path=path) is None]
 
 
 def install(timeout: float = 600) -> None:
@@ -74,9 +74,9 @@ def install(timeout: float = 600) -> None:
         policy.chmod(0o755)
     try:
         apt = ["apt-get", "-y", "-qq", "-o", "Dpkg::Options::=--force-confdef"]
-        install = [*apt, "install", "--no-install-recommends", *PACKAGES]
+        command = [*apt, "install", "--no-install-recommends", *PACKAGES]
         done = subprocess.run(
-            install, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=timeout,
         )  # fmt: skip
         if done.returncode != 0:  # package lists missing or stale: update once, try again
@@ -85,7 +85,7 @@ def install(timeout: float = 600) -> None:
                 capture_output=True, timeout=timeout,
             )  # fmt: skip
             done = subprocess.run(
-                install, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                 timeout=timeout,
             )  # fmt: skip
     except subprocess.TimeoutExpired as error:
@@ -196,7 +196,9 @@ class Cluster:
         self._write_configs()
         r = self.root
         if self.munge_socket.exists():
-            raise Unavailable(f"a MUNGE daemon already owns {self.munge_socket}")
+            if self._run("munge", "-n", check=False).returncode == 0:
+                raise Unavailable(f"a MUNGE daemon of its own answers on {self.munge_socket}")
+            self.munge_socket.unlink()  # left by a munged that was killed
         self.munge_socket.parent.mkdir(parents=True, exist_ok=True)
         self._link_system_conf()
         self._daemon(
