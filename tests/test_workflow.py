@@ -20,12 +20,7 @@ FIGURES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    done = snakemake(workdir, "--cores", "2", configfile=REPO / "tests/configs/tiny.yaml")
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+# tiny_run (tests/conftest.py): the whole DAG of tests/configs/tiny.yaml, run once per session.
 
 
 def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):

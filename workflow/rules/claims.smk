@@ -11,7 +11,7 @@ rule claims:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory_mb(2000),
         runtime=10,
     params:
         thresholds=json.dumps(config["claims"]),

@@ -95,3 +95,40 @@ def all_targets():
             ]
             targets.append(f"results/notebooks/{study}/{figure}.ipynb")
     return targets
+
+
+def train_gpus(device):
+    """GPUs one training job asks for: 1 for a CUDA run, 0 for a CPU run.
+
+    `cuda` always asks for one (what a cluster needs: the login node that builds the DAG often
+    has no GPU); `cpu` never does, so a CPU-only cluster or laptop never waits for a GPU; `auto`
+    asks for one only when the machine that builds the DAG sees a CUDA GPU, as training would
+    then use it.
+    """
+    if device == "cuda":
+        return 1
+    if device == "cpu":
+        return 0
+    return int(cuda_visible())
+
+
+_CUDA_VISIBLE = []
+
+
+def cuda_visible():
+    """Whether torch sees a CUDA GPU here; asked once, and only when a training job needs it."""
+    if not _CUDA_VISIBLE:
+        import torch
+
+        _CUDA_VISIBLE.append(torch.cuda.is_available())
+    return _CUDA_VISIBLE[0]
+
+
+def train_gpu(wildcards):
+    """The `gpu` resource of a training job, from the config's device choice."""
+    return train_gpus(config["device"])
+
+
+def memory_mb(base):
+    """Memory of a job in MB: `base`, and `base` once more on each retry (`--retries`)."""
+    return lambda wildcards, attempt: base * attempt

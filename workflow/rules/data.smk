@@ -6,7 +6,7 @@ rule fetch_raw:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory_mb(2000),
         runtime=30,
     params:
         mirror=lambda wc: config["data"]["mirror"] or "",
@@ -27,7 +27,7 @@ rule prepare_dataset:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(4000),
         runtime=30,
     params:
         spec=lambda wc: json.dumps(dataset_spec(config, wc.dataset)),

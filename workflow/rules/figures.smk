@@ -27,7 +27,7 @@ rule figure:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory_mb(2000),
         runtime=10,
     params:
         parameters=lambda wc, input, output: json.dumps(

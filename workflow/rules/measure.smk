@@ -1,3 +1,6 @@
+# Measures run on the CPU whatever the training device: float64 spectra and streaming sums,
+# the same numbers wherever the model was trained, and no GPU held by a job that barely uses it
+# (on a cluster or a one-GPU workstation they run beside the training jobs).
 rule measure:
     input:
         data="results/data/{dataset}.safetensors",
@@ -12,17 +15,16 @@ rule measure:
         "../../envs/pipeline.yaml"
     threads: config["threads"]["measure"]
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(4000),
         runtime=60,
     params:
         run_dir=lambda wc, input: Path(input.model).parent,
         eps=" ".join(map(str, config["measures"]["eps"])),
         batch_size=config["measures"]["batch_size"],
-        device=config["device"],
     shell:
         "python -m rankcollapse measure --run-dir {params.run_dir:q} --data {input.data:q}"
         " --layers {output.layers:q} --spectra {output.spectra:q} --eps {params.eps}"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --batch-size {params.batch_size} --device cpu --threads {threads}"
         " > {log:q} 2>&1"
 
 
@@ -38,7 +40,7 @@ rule aggregate:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory_mb(2000),
         runtime=10,
     shell:
         "python -m rankcollapse aggregate --out {output.layers:q} --history {output.history:q}"

@@ -11,8 +11,9 @@ rule train:
         "../../envs/pipeline.yaml"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(4000),
         runtime=120,
+        gpu=train_gpu,
     params:
         spec=lambda wc: json.dumps(run_spec(config, **wc)),
         out_dir=lambda wc, output: Path(output.model).parent,

@@ -1,0 +1,254 @@
+"""Cluster execution: profiles/slurm through snakemake-executor-plugin-slurm.
+
+The submit side runs without a cluster: stand-ins for the SLURM commands record the `sbatch` call
+the real plugin builds from the real profile. The real test brings up a one-node SLURM cluster
+with accounting (tests/slurm_cluster.py), runs the tiny workflow through it, and checks that
+every job went through `sbatch` and that the measures equal those of a local run.
+"""
+
+import os
+import re
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import slurm_cluster
+import yaml
+from workflow_runner import BIN, REPO, snakemake_command
+
+TINY = REPO / "tests/configs/tiny.yaml"
+PROFILE = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+TRAIN_TARGET = "results/runs/tiny/clusters_a/wd~0.001/seed~0/model.safetensors"
+
+
+def test_profile_comments_every_entry():
+    # Each setting has a comment above it, or opens the block whose first entry follows.
+    lines = (REPO / "profiles/slurm/config.yaml").read_text().splitlines()
+    for number, line in enumerate(lines[1:], start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            previous = lines[number - 1].strip()
+            assert previous.startswith("#") or previous.endswith(":"), line
+    assert PROFILE["executor"] == "slurm"
+    assert PROFILE["retries"] >= 1 and PROFILE["latency-wait"] > 0 and PROFILE["jobs"] > 0
+    # Account and partition are the user's to give: none is set for them.
+    assert "slurm_account" not in PROFILE["default-resources"]
+    assert "slurm_partition" not in PROFILE["default-resources"]
+
+
+def test_default_profile_holds_nothing_cluster_or_gpu_specific():
+    default = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert not {"executor", "resources", "default-resources", "set-resources", "jobs"} & set(
+        default
+    )
+
+
+def site_profile(folder: Path, train=None, **resources) -> Path:
+    """profiles/slurm with the site's account and partitions filled in, as a user would.
+
+    (Edited in a copy: `--default-resources` or `--set-resources` on the command line would
+    replace the profile's whole block, not add to it.)
+    """
+    profile = {**PROFILE, "default-resources": {**PROFILE["default-resources"], **resources}}
+    sets = PROFILE["set-resources"]
+    profile["set-resources"] = {**sets, "train": {**sets["train"], **(train or {})}}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+def snakemake(workdir: Path, *args: str, env: dict, timeout: float = 600):
+    command = snakemake_command(workdir, *args, configfile=TINY)
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+RECORDER = """#!/bin/sh
+# Stand-in for {name}: records its arguments, one per line, in a file of its own.
+n=$(ls "{record}" | wc -l)
+printf '%s\\n' "$@" > "{record}/$n.{name}"
+{action}
+"""
+
+
+@pytest.fixture
+def recorded_sbatch(tmp_path):
+    """SLURM's commands replaced by recorders; sbatch refuses, so nothing waits for a job."""
+    fake, record = tmp_path / "bin", tmp_path / "record"
+    fake.mkdir()
+    record.mkdir()
+    actions = {
+        "sbatch": "echo 'sbatch: error: recorded, not submitted' >&2; exit 1",
+        "sacctmgr": f"echo {ACCOUNT}",  # the account is valid
+        "sacct": "exit 0",
+        "squeue": "exit 0",
+        "sinfo": "exit 0",
+        "scontrol": "exit 0",
+    }
+    for name, action in actions.items():
+        script = fake / name
+        script.write_text(RECORDER.format(name=name, record=record, action=action))
+        script.chmod(0o755)
+    env = {**os.environ, "PATH": os.pathsep.join([str(fake), str(BIN), os.environ["PATH"]])}
+    return env, record
+
+
+ACCOUNT, GPU_PARTITION = "proj42", "gpu-test"
+
+
+def sbatch_calls(record: Path) -> list[list[str]]:
+    calls = sorted(record.glob("*.sbatch"), key=lambda p: int(p.name.split(".")[0]))
+    return [p.read_text().splitlines() for p in calls]
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value of an sbatch option given as `--name=value` or `--name value`."""
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+        if arg == name:
+            return args[i + 1]
+    return None
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_sbatch_options_of_a_training_job_are_what_the_profile_says(
+    tmp_path, recorded_sbatch, device
+):
+    env, record = recorded_sbatch
+    workdir = tmp_path / "work"
+    (workdir / "results/data").mkdir(parents=True)
+    (workdir / "results/data/clusters_a.safetensors").touch()  # the one input, already there
+    profile = site_profile(
+        tmp_path / "profile",
+        train={"slurm_partition": GPU_PARTITION},
+        slurm_account=ACCOUNT,
+        slurm_partition="cpu",
+    )
+    done = snakemake(
+        workdir,
+        "--profile",
+        str(profile),
+        # The executor waits this long before its first look at the queue, also on the way out.
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--allowed-rules",
+        "train",
+        "--config",
+        f"device={device}",
+        "--",
+        TRAIN_TARGET,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode != 0  # every submission refused by the recorder
+    calls = sbatch_calls(record)
+    # One job, submitted once more on the retry that the profile allows.
+    assert len(calls) == 1 + PROFILE["retries"], done.stderr[-3000:]
+    threads = yaml.safe_load(TINY.read_text()).get("threads", {}).get("train", 1)
+    for attempt, args in enumerate(calls, start=1):
+        assert option(args, "-A") == ACCOUNT
+        assert option(args, "-p") == GPU_PARTITION
+        assert option(args, "-t") == "120"  # the train rule's runtime, in minutes
+        assert option(args, "--mem") == str(4000 * attempt)  # more memory on the retry
+        assert "rule_train_wildcards_" in option(args, "--comment")
+        if device == "cuda":
+            assert option(args, "--gpus") == "1"
+            cpus_per_gpu = PROFILE["set-resources"]["train"]["cpus_per_gpu"]
+            assert option(args, "--cpus-per-gpu") == str(cpus_per_gpu)
+            assert option(args, "--cpus-per-task") is None
+        else:
+            assert option(args, "--gpus") is None and option(args, "--cpus-per-gpu") is None
+            assert option(args, "--cpus-per-task") == str(threads)
+
+
+# --- the real cluster -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A one-node SLURM cluster with accounting, stopped by PID when the module's tests end."""
+    if os.geteuid() != 0:
+        pytest.skip("SLURM test needs root to install and run slurmctld/slurmd/slurmdbd/munged")
+    try:
+        slurm_cluster.install()
+    except slurm_cluster.Unavailable as error:
+        if os.environ.get("CI") == "true":  # CI runs as root on Debian: there, it must run
+            pytest.fail(f"SLURM test cannot run in CI: {error}")
+        pytest.skip(f"SLURM test cannot run here: {error}")
+    root = tmp_path_factory.mktemp("slurm")
+    running = slurm_cluster.Cluster(root)
+    try:
+        try:
+            running.start()
+        except slurm_cluster.Unavailable as error:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"SLURM test cannot run in CI: {error}")
+            pytest.skip(f"SLURM test cannot run here: {error}")
+        yield running
+    finally:
+        running.stop()
+
+
+# Columns that may say how or where a row was made rather than what was measured (the commit
+# differs when the tree changes between the two runs); every other column is compared exactly.
+PROVENANCE = {"git_commit", "host", "hostname", "timestamp", "seconds"}
+
+
+@pytest.mark.workflow
+def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny_run, tmp_path):
+    started = time.monotonic()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    profile = site_profile(
+        tmp_path / "profile", slurm_account=slurm_cluster.ACCOUNT, slurm_partition="debug"
+    )
+    env = {**cluster.env, "PATH": os.pathsep.join([str(BIN), cluster.env["PATH"]])}
+    done = snakemake(
+        workdir,
+        "--profile",
+        str(profile),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-6000:] + cluster.logs()
+
+    # Every job of the DAG but the local `all` went through sbatch: accounting lists each one.
+    planned = Counter(
+        dict(
+            (m.group(1), int(m.group(2)))
+            for m in re.finditer(r"^(\w+)\s+(\d+)$", done.stderr, re.M)
+            if m.group(1) not in ("all", "total", "job", "count")
+        )
+    )
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-a", "-o", "JobID,State,Account,Comment", "-S", "2000-01-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    rows = [line.split("|") for line in sacct if line]
+    submitted = Counter(re.match(r"rule_(.+?)(_wildcards_.*)?$", row[3]).group(1) for row in rows)
+    assert sum(planned.values()) > 10
+    assert submitted == planned, (submitted, planned)
+    assert {row[1] for row in rows} == {"COMPLETED"}
+    assert {row[2] for row in rows} == {slurm_cluster.ACCOUNT}
+
+    # The same measures as the local run of the same config: same seeds, one thread per job on
+    # the CPU in both, so bit for bit.
+    local = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
+    remote = pd.read_parquet(workdir / "results/tables/tiny/layers.parquet")
+    assert list(remote.columns) == list(local.columns)
+    compared = [c for c in local.columns if c not in PROVENANCE]
+    pd.testing.assert_frame_equal(remote[compared], local[compared], check_exact=True)
+    for figure in ("rank_vs_variability", "bound"):
+        assert (workdir / f"results/figures/tiny/{figure}.pdf").stat().st_size > 0
+    print(f"tiny workflow on SLURM: {len(rows)} jobs in {time.monotonic() - started:.0f} s")
