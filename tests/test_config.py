@@ -33,6 +33,10 @@ def test_defaults_are_filled_in():
         "width": 32,
         "bias": False,
         "channels": [16, 32],
+        "dim": 64,
+        "heads": 4,
+        "patch_size": 7,
+        "pool": "cls",
     }
     assert study["optimizer"]["lr"] == 0.05 and study["optimizer"]["schedule"] == "cosine"
     assert config["measures"]["eps"] == [0.1, 0.01, 0.001]
@@ -130,3 +134,17 @@ def test_run_spec_carries_everything_that_defines_a_run():
 def test_wd_label_is_short_and_round_trips():
     assert [wd_label(w) for w in (0, 1e-5, 1e-4, 3e-3)] == ["0", "1e-05", "0.0001", "0.003"]
     assert float(wd_label(2.5e-4)) == 2.5e-4
+
+
+def test_utilization_refers_to_defined_studies_and_a_measured_energy():
+    config = validated(TINY)
+    assert config["utilization"]["finetune_lr"] == 0.01
+    with pytest.raises(ConfigError, match="utilization.studies.*'nope' is not defined"):
+        validated(with_change(["utilization", "studies"], ["tiny", "nope"]))
+    with pytest.raises(ConfigError, match="utilization.energy.*0.95 is not one of"):
+        validated(with_change(["utilization", "energy"], 0.95))
+    with pytest.raises(ConfigError, match=r"utilization.energies\[0\]"):
+        validated(with_change(["utilization", "energies"], [0, 0.99]))
+    with pytest.raises(ConfigError, match="utilization.search"):
+        validated(with_change(["utilization", "search"], True))
+    assert config["utilization"]["search"] == {"enabled": False, "tolerance": 0.005}

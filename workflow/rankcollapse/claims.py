@@ -581,13 +581,25 @@ CLAIMS: list[Callable[[pd.DataFrame, dict], dict]] = [
 ]
 
 
-def evaluate_claims(table: pd.DataFrame, thresholds: dict) -> list[dict]:
-    """C1..C5 in order, JSON-ready (NaN → None), each listing the runs left out."""
+def evaluate_claims(
+    table: pd.DataFrame,
+    thresholds: dict,
+    utilization: pd.DataFrame | None = None,
+    compression: pd.DataFrame | None = None,
+) -> list[dict]:
+    """C1..C5 in order, then U1..U5 of paper B when a utilization table is given; JSON-ready
+    (NaN → None), each listing the runs left out.
+    """
     thresholds = thresholds_with_defaults(thresholds)
     left_out = left_out_runs(table)
+    records = [evaluate(table, thresholds) for evaluate in CLAIMS]
+    if utilization is not None:
+        from .claims_utilization import evaluate_utilization_claims
+
+        compression = compression if compression is not None else pd.DataFrame()
+        records += evaluate_utilization_claims(utilization, compression, thresholds)
     claims = []
-    for evaluate in CLAIMS:
-        record = evaluate(table, thresholds)
+    for record in records:
         record["left_out"] = list(left_out)
         claims.append(plain(record))
     return claims
@@ -622,7 +634,7 @@ def details_tables(details: list[dict]) -> list[str]:
 def render_markdown(claims: list[dict], thresholds: dict | None = None) -> str:
     """The claims report: summary table, then each claim's statistic and detail rows."""
     lines = [
-        "# Claims C1-C5: verdict",
+        "# Claims: verdict",
         "",
         "Thresholds come from the config's `claims` section; they were fixed before the runs "
         "and are not tuned. Only finished runs count. Layers with min(d_in, d_out) ≤ K cannot "
@@ -660,11 +672,16 @@ def render_markdown(claims: list[dict], thresholds: dict | None = None) -> str:
 
 
 def write_claims(
-    table: pd.DataFrame, thresholds: dict, md_path: str | Path, json_path: str | Path
+    table: pd.DataFrame,
+    thresholds: dict,
+    md_path: str | Path,
+    json_path: str | Path,
+    utilization: pd.DataFrame | None = None,
+    compression: pd.DataFrame | None = None,
 ) -> None:
     """Write the claims report as markdown and as JSON {"thresholds", "claims"} (no NaN)."""
     thresholds = thresholds_with_defaults(thresholds)
-    claims = evaluate_claims(table, thresholds)
+    claims = evaluate_claims(table, thresholds, utilization, compression)
     payload = json.dumps(
         {"thresholds": plain(thresholds), "claims": claims}, indent=2, allow_nan=False
     )

@@ -43,3 +43,51 @@ rule figure:
         " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
         " && papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
         " {output.template:q} {output.notebook:q}) > {log:q} 2>&1"
+
+
+# ---------------------------------------------------------------- paper B (utilized rank)
+NOTEBOOKS_UTILIZATION = {
+    f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES_UTILIZATION
+}
+
+
+rule figure_utilization:
+    input:
+        utilization="results/tables/{study}/utilization.parquet",
+        compression="results/tables/{study}/compression.parquet",
+        notebook=lambda wc: NOTEBOOKS_UTILIZATION[wc.figure_b],
+    output:
+        pdf=report(
+            "results/figures/{study}/{figure_b}.pdf",
+            caption="../report/utilization.rst",
+            category="Figures",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "{figure_b}"},
+        ),
+        png="results/figures/{study}/{figure_b}.png",
+        notebook="results/notebooks/{study}/{figure_b}.ipynb",
+        parameters="results/notebooks/{study}/{figure_b}.parameters.yaml",
+        template=temp("results/notebooks/{study}/{figure_b}.template.ipynb"),
+    log:
+        "results/logs/figure/{study}/{figure_b}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        parameters=lambda wc, input, output: json.dumps(
+            {
+                "study": wc.study,
+                "utilization": input.utilization,
+                "compression": input.compression,
+                "pdf": output.pdf,
+                "png": output.png,
+                "energy": UTILIZATION["energy"],
+            }
+        ),
+    shell:
+        "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
+        " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
+        " && papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
+        " {output.template:q} {output.notebook:q}) > {log:q} 2>&1"
