@@ -18,7 +18,9 @@ def validated(config: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "tests/configs/tiny.yaml"])
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"]
+)
 def test_shipped_configs_are_valid(path):
     validated(yaml.safe_load((REPO / path).read_text()))
 
