@@ -348,7 +348,9 @@ def bound_part(rows: pd.DataFrame) -> tuple[str, str, list[dict]]:
 
 def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, list[dict]]:
     """C3(b): per (study, dataset), least-squares slope of log tail_K on log(TCV/λ) over the
-    hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``.
+    hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``. A group
+    counts when it has ≥ 3 points and ≥ 3 distinct λ > 0: the claim is about the trend in λ,
+    which the layers of a single λ do not show.
     """
     low, high = slope_range
     usable = rows[hidden(rows) & (rows["weight_decay"] > 0) & (rows["tail_K"] > 0)]
@@ -356,9 +358,12 @@ def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, 
     for (study, dataset), group in usable.groupby(["study", "dataset"], sort=True):
         slope = log_log_slope(group["tcv_over_wd"], group["tail_K"])
         n = int((np.isfinite(group["tcv_over_wd"]) & (group["tcv_over_wd"] > 0)).sum())
-        counted = n >= MIN_POINTS
-        if not counted:
+        n_lambdas = int(group["weight_decay"].nunique())
+        counted = n >= MIN_POINTS and n_lambdas >= MIN_LAMBDAS
+        if n < MIN_POINTS:
             result = f"not counted: {n} points < {MIN_POINTS}"
+        elif not counted:
+            result = f"not counted: {n_lambdas} λ values > 0 < {MIN_LAMBDAS}"
         elif not math.isfinite(slope):
             result = "fails: TCV/λ constant (slope undefined)"
         elif low <= slope <= high:
@@ -425,13 +430,25 @@ def largest_training_lambda(rows: pd.DataFrame, min_train_acc: float) -> float:
 
 def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
     """C4: at λ*, the largest λ that still trains, every hidden layer's mean rel_tail_K is at
-    most max_rel_tail.
+    most max_rel_tail. Only (study, dataset) sweeps of ≥ 3 λ values count: with fewer, the one
+    λ > 0 is not "the largest that still trains" in any useful sense.
     """
     rank, min_acc = thresholds["rank_measure"], thresholds["min_train_acc"]
     max_tail = thresholds["max_rel_tail"]
     rows = finished(table)
     details = []
     for (study, dataset), group in rows.groupby(["study", "dataset"], sort=True):
+        n_lambdas = int(group["weight_decay"].nunique())
+        if n_lambdas < MIN_LAMBDAS:
+            details.append(
+                {
+                    "study": study,
+                    "dataset": dataset,
+                    "counted": False,
+                    "result": f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}",
+                }
+            )
+            continue
         lambda_star = largest_training_lambda(group, min_acc)
         if not math.isfinite(lambda_star):
             details.append(
