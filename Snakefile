@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/utilize.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 

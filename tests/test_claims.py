@@ -316,3 +316,14 @@ def test_write_claims_writes_strict_json_and_markdown(tmp_path):
     assert payload["thresholds"] == {**DEFAULT_THRESHOLDS, "max_rel_tail": 0.2}
     assert [c["verdict"] for c in payload["claims"]] == ["holds"] * 5
     assert md.read_text().startswith("# Claims")
+
+
+def test_c3_slope_and_c4_count_only_sweeps_of_three_lambdas():
+    # One λ > 0 only (as a study trained at a single weight decay): C4 and C3(b) are about
+    # the trend in λ and do not count it, whatever its tails.
+    table = layer_table(wds=(1e-3,))
+    table.loc[:, "rel_tail_K"] = 0.9
+    assert claim_c4(table, T)["verdict"] == "not run"
+    assert "1 λ values < 3" in claim_c4(table, T)["details"][0]["result"]
+    slope = [d for d in claim_c3(table, T)["details"] if d.get("part") == "b"]
+    assert slope and all(not d["counted"] for d in slope)

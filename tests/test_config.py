@@ -24,7 +24,9 @@ def validated(config: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "tests/configs/tiny.yaml"])
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"]
+)
 def test_shipped_configs_are_valid(path):
     validated(yaml.safe_load((REPO / path).read_text()))
 
@@ -39,6 +41,10 @@ def test_defaults_are_filled_in():
         "width": 32,
         "bias": False,
         "channels": [16, 32],
+        "dim": 64,
+        "heads": 4,
+        "patch_size": 7,
+        "pool": "cls",
     }
     assert study["optimizer"]["lr"] == 0.05 and study["optimizer"]["schedule"] == "cosine"
     assert config["measures"]["eps"] == [0.1, 0.01, 0.001]
@@ -161,6 +167,12 @@ BAD = {
         "claims.slope_range",
         "[low, high]",
     ),
+    "utilization energy outside (0, 1]": (
+        ["utilization", "energies"],
+        [0.9, 1.5],
+        "utilization.energies[1]",
+        "maximum of 1",
+    ),
     "studies not a mapping": (["studies"], ["tiny"], "studies", "not of type 'object'"),
 }
 
@@ -201,7 +213,8 @@ def test_bad_configs_are_many_and_distinct():
 def test_a_study_defined_twice_is_refused_with_both_lines(tmp_path):
     path = tmp_path / "twice.yaml"
     text = (REPO / "tests/configs/tiny.yaml").read_text()
-    path.write_text(text + "  tiny:\n    datasets: [clusters_a]\n    weight_decay: [0]\n")
+    second = "studies:\n  tiny:\n    datasets: [clusters_a]\n    weight_decay: [0]\n"
+    path.write_text(text.replace("studies:\n", second))
     with pytest.raises(ConfigError, match="key 'tiny' is given twice in one mapping"):
         load_config_file(path)
     assert load_config_file(REPO / "tests/configs/tiny.yaml") == TINY
@@ -213,3 +226,17 @@ def test_config_files_are_read_with_safe_loading(tmp_path):
     with pytest.raises(yaml.constructor.ConstructorError):
         load_config_file(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_utilization_refers_to_defined_studies_and_a_measured_energy():
+    config = validated(TINY)
+    assert config["utilization"]["finetune_lr"] == 0.01
+    with pytest.raises(ConfigError, match="utilization.studies.*'nope' is not defined"):
+        validated(with_change(["utilization", "studies"], ["tiny", "nope"]))
+    with pytest.raises(ConfigError, match="utilization.energy.*0.95 is not one of"):
+        validated(with_change(["utilization", "energy"], 0.95))
+    with pytest.raises(ConfigError, match=r"utilization.energies\[0\]"):
+        validated(with_change(["utilization", "energies"], [0, 0.99]))
+    with pytest.raises(ConfigError, match="utilization.search"):
+        validated(with_change(["utilization", "search"], True))
+    assert config["utilization"]["search"] == {"enabled": False, "tolerance": 0.005}

@@ -35,3 +35,45 @@ def test_conv_rows_are_patches_mapped_by_the_matricised_kernel():
     assert y_rows.tolist() == [0] * 64 + [1] * 64
     w = conv.weight.reshape(4, -1)
     assert torch.allclose(z_rows @ w.T, h_rows, atol=1e-5)
+
+
+VIT = {
+    "arch": "vit",
+    "depth": 2,
+    "width": 24,
+    "bias": True,
+    "dim": 16,
+    "heads": 4,
+    "patch_size": 4,
+    "pool": "cls",
+    "channels": [4],
+}
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_vit_shapes_and_measured_layers(pool):
+    torch.manual_seed(0)
+    model = build_model({**VIT, "pool": pool}, (1, 8, 8), 3)
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, 3)
+    layers = measured_layers(model)
+    # patch embedding, 2 blocks × (qkv, proj, fc1, fc2), head
+    shapes = [tuple(m.weight.shape) for _, m in layers]
+    assert shapes == [(16, 16)] + [(48, 16), (16, 16), (24, 16), (16, 24)] * 2 + [(3, 16)]
+    from rankcollapse.utilize import layer_kind, utilized_layers
+
+    used = utilized_layers(model)
+    assert [layer_kind(path, m) for _, path, m in used] == ["qkv", "proj", "fc1", "fc2"] * 2
+    assert [name for name, _, _ in used] == [f"layer{i}" for i in range(2, 10)]
+    with pytest.raises(ValueError, match="patch_size"):
+        build_model({**VIT, "patch_size": 3}, (1, 8, 8), 3)
+    with pytest.raises(ValueError, match="multiple of model.heads"):
+        build_model({**VIT, "heads": 3}, (1, 8, 8), 3)
+
+
+def test_token_rows_are_labelled_with_their_sample():
+    layer = torch.nn.Linear(6, 5, bias=False)
+    z, y = torch.randn(2, 3, 6), torch.tensor([1, 0])
+    z_rows, h_rows, y_rows = as_rows(layer, z, layer(z), y)
+    assert z_rows.shape == (6, 6) and h_rows.shape == (6, 5)
+    assert y_rows.tolist() == [1, 1, 1, 0, 0, 0]
+    assert torch.allclose(z_rows @ layer.weight.T, h_rows)

@@ -3,11 +3,12 @@
 import json
 import math
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
 from rankcollapse.config import spec_hash
-from workflow_runner import REPO, snakemake
+from workflow_runner import REPO, cli, snakemake
 
 FIGURES = [
     "rank_vs_weight_decay",
@@ -17,6 +18,11 @@ FIGURES = [
     "bound",
     "rank_vs_spread",
     "training_curves",
+    # paper B, the tiny study being listed in utilization.studies
+    "utilization_per_layer",
+    "mlu_vs_weight_decay",
+    "compression",
+    "subspace_ranks",
 ]
 
 
@@ -81,17 +87,64 @@ def test_history_and_spectra_tables(tiny_run):
 
 def test_claims_are_reported_with_a_verdict_each(tiny_run):
     claims = json.loads((tiny_run / "results/claims.json").read_text())
-    assert [c["id"] for c in claims["claims"]] == ["C1", "C2", "C3", "C4", "C5"]
+    ids = [c["id"] for c in claims["claims"]]
+    assert ids == ["C1", "C2", "C3", "C4", "C5", "U1", "U2", "U3", "U4", "U5"]
     assert all(c["verdict"] in ("holds", "does not hold", "not run") for c in claims["claims"])
     verdicts = {c["id"]: c for c in claims["claims"]}
     # two λ values cannot show a trend...
     assert verdicts["C1"]["verdict"] == "not run"
     # ...but the bound is checked on every layer of every run with λ > 0: 3 datasets x 3 layers
     assert "(a) 9 checks, 0 violations" in verdicts["C3"]["statistic"]
+    # paper B: MLU and the plain-SVD contrast of the reference runs (λ = 0) with numbers
+    assert verdicts["U1"]["verdict"] != "not run" and "plain-SVD MLU" in verdicts["U1"]["statistic"]
+    assert "mean MLU (plain SVD) per study: tiny" in verdicts["U2"]["statistic"]
+    assert verdicts["U5"]["verdict"] == "not run"  # two λ values again
     markdown = (tiny_run / "results/claims.md").read_text()
-    assert "C1" in markdown and "C5" in markdown
+    assert "C1" in markdown and "C5" in markdown and "U4" in markdown
     assert "tiny/clusters_a λ=1000 seed 0: diverged (non-finite loss in sgd" in markdown
     assert all(len(c["left_out"]) == 3 for c in claims["claims"])
+
+
+def test_utilization_and_compression_tables(tiny_run):
+    table = pd.read_parquet(tiny_run / "results/tables/tiny/utilization.parquet")
+    assert (table.loc[table["weight_decay"] == 1000, "status"] == "diverged").sum() == 3
+    table = table[table["status"] == "finished"]
+    # 3 datasets x 2 weight decays x 3 layers x 2 energies
+    assert len(table) == 36
+    assert sorted(table["energy"].unique()) == [0.9, 0.99]
+    assert (table["rank"] <= table[["k_S", "k_T"]].min(axis=1)).all()
+    assert table["utilization"].between(0, 1).all()
+    assert table["rel_output_error"].map(math.isfinite).all()
+    ranks = table.pivot_table(
+        index=["dataset", "weight_decay", "layer"], columns="energy", values="rank"
+    )
+    assert (ranks[0.9] <= ranks[0.99]).all()
+    compression = pd.read_parquet(tiny_run / "results/tables/tiny/compression.parquet")
+    compression = compression[compression["status"] == "finished"]
+    # 6 runs x 1 energy x 2 methods x 2 stages
+    assert len(compression) == 24
+    assert set(compression["method"]) == {"data_driven", "svd"}
+    assert compression["test_acc"].between(0, 1).all()
+    factorized = compression[compression["layers_factorized"] > 0]
+    assert (factorized["param_fraction"] < 1).all()
+
+
+def test_compression_at_searched_energies_through_the_command_line(tiny_run):
+    run = tiny_run / "results/runs/tiny/clusters_a/wd~0.001/seed~0"
+    out = tiny_run / "search.parquet"
+    args = ["compress", "--run-dir", str(run)]
+    args += ["--data", str(tiny_run / "results/data/clusters_a.safetensors")]
+    args += ["--moments", str(run / "moments.safetensors"), "--energy", "search"]
+    args += ["--out", str(out), "--finetune-epochs", "1", "--search-energies", "0.9", "0.99"]
+    job = cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = job.communicate()
+    assert job.returncode == 0, stderr[-3000:]
+    table = pd.read_parquet(out)
+    assert len(table) == 4 and (table["selection"] == "search").all()
+    chosen = json.loads(table["layer_energies"].iloc[0])
+    assert set(chosen) == {"layer1", "layer2", "layer3"}
+    assert set(chosen.values()) <= {0.9, 0.99, 1.0}
+    assert "energies chosen on 40 validation samples" in stdout
 
 
 def test_raw_mnist_files_were_verified(tiny_run):

@@ -349,7 +349,9 @@ def bound_part(rows: pd.DataFrame) -> tuple[str, str, list[dict]]:
 
 def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, list[dict]]:
     """C3(b): per (study, dataset), least-squares slope of log tail_K on log(TCV/λ) over the
-    hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``.
+    hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``. A group
+    counts when it has ≥ 3 points and ≥ 3 distinct λ > 0: the claim is about the trend in λ,
+    which the layers of a single λ do not show.
     """
     low, high = slope_range
     usable = rows[hidden(rows) & (rows["weight_decay"] > 0) & (rows["tail_K"] > 0)]
@@ -357,9 +359,12 @@ def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, 
     for (study, dataset), group in usable.groupby(["study", "dataset"], sort=True):
         slope = log_log_slope(group["tcv_over_wd"], group["tail_K"])
         n = int((np.isfinite(group["tcv_over_wd"]) & (group["tcv_over_wd"] > 0)).sum())
-        counted = n >= MIN_POINTS
-        if not counted:
+        n_lambdas = int(group["weight_decay"].nunique())
+        counted = n >= MIN_POINTS and n_lambdas >= MIN_LAMBDAS
+        if n < MIN_POINTS:
             result = f"not counted: {n} points < {MIN_POINTS}"
+        elif not counted:
+            result = f"not counted: {n_lambdas} λ values > 0 < {MIN_LAMBDAS}"
         elif not math.isfinite(slope):
             result = "fails: TCV/λ constant (slope undefined)"
         elif low <= slope <= high:
@@ -426,13 +431,25 @@ def largest_training_lambda(rows: pd.DataFrame, min_train_acc: float) -> float:
 
 def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
     """C4: at λ*, the largest λ that still trains, every hidden layer's mean rel_tail_K is at
-    most max_rel_tail.
+    most max_rel_tail. Only (study, dataset) sweeps of ≥ 3 λ values count: with fewer, the one
+    λ > 0 is not "the largest that still trains" in any useful sense.
     """
     rank, min_acc = thresholds["rank_measure"], thresholds["min_train_acc"]
     max_tail = thresholds["max_rel_tail"]
     rows = finished(table)
     details = []
     for (study, dataset), group in rows.groupby(["study", "dataset"], sort=True):
+        n_lambdas = int(group["weight_decay"].nunique())
+        if n_lambdas < MIN_LAMBDAS:
+            details.append(
+                {
+                    "study": study,
+                    "dataset": dataset,
+                    "counted": False,
+                    "result": f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}",
+                }
+            )
+            continue
         lambda_star = largest_training_lambda(group, min_acc)
         if not math.isfinite(lambda_star):
             details.append(
@@ -582,13 +599,25 @@ CLAIMS: list[Callable[[pd.DataFrame, dict], dict]] = [
 ]
 
 
-def evaluate_claims(table: pd.DataFrame, thresholds: dict) -> list[dict]:
-    """C1..C5 in order, JSON-ready (NaN → None), each listing the runs left out."""
+def evaluate_claims(
+    table: pd.DataFrame,
+    thresholds: dict,
+    utilization: pd.DataFrame | None = None,
+    compression: pd.DataFrame | None = None,
+) -> list[dict]:
+    """C1..C5 in order, then U1..U5 of paper B when a utilization table is given; JSON-ready
+    (NaN → None), each listing the runs left out.
+    """
     thresholds = thresholds_with_defaults(thresholds)
     left_out = left_out_runs(table)
+    records = [evaluate(table, thresholds) for evaluate in CLAIMS]
+    if utilization is not None:
+        from .claims_utilization import evaluate_utilization_claims
+
+        compression = compression if compression is not None else pd.DataFrame()
+        records += evaluate_utilization_claims(utilization, compression, thresholds)
     claims = []
-    for evaluate in CLAIMS:
-        record = evaluate(table, thresholds)
+    for record in records:
         record["left_out"] = list(left_out)
         claims.append(plain(record))
     return claims
@@ -623,7 +652,7 @@ def details_tables(details: list[dict]) -> list[str]:
 def render_markdown(claims: list[dict], thresholds: dict | None = None) -> str:
     """The claims report: summary table, then each claim's statistic and detail rows."""
     lines = [
-        "# Claims C1-C5: verdict",
+        "# Claims: verdict",
         "",
         "Thresholds come from the config's `claims` section; they were fixed before the runs "
         "and are not tuned. Only finished runs count. Layers with min(d_in, d_out) ≤ K cannot "
@@ -661,11 +690,16 @@ def render_markdown(claims: list[dict], thresholds: dict | None = None) -> str:
 
 
 def write_claims(
-    table: pd.DataFrame, thresholds: dict, md_path: str | Path, json_path: str | Path
+    table: pd.DataFrame,
+    thresholds: dict,
+    md_path: str | Path,
+    json_path: str | Path,
+    utilization: pd.DataFrame | None = None,
+    compression: pd.DataFrame | None = None,
 ) -> None:
     """Write the claims report as markdown and as JSON {"thresholds", "claims"} (no NaN)."""
     thresholds = thresholds_with_defaults(thresholds)
-    claims = evaluate_claims(table, thresholds)
+    claims = evaluate_claims(table, thresholds, utilization, compression)
     payload = json.dumps(
         {"thresholds": plain(thresholds), "claims": claims}, indent=2, allow_nan=False
     )

@@ -202,9 +202,134 @@ def cmd_aggregate(args) -> None:
 def cmd_claims(args) -> None:
     from .claims import write_claims
 
-    table = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
-    write_claims(table, json.loads(args.thresholds), Path(args.markdown), Path(args.json))
+    def concat(paths):
+        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+    table = concat(args.tables)
+    utilization = concat(args.utilization) if args.utilization else None
+    compression = concat(args.compression) if args.compression else None
+    write_claims(
+        table,
+        json.loads(args.thresholds),
+        Path(args.markdown),
+        Path(args.json),
+        utilization,
+        compression,
+    )
     log(Path(args.markdown).read_text())
+
+
+def load_run(run_dir: Path, data_path: str, device: torch.device):
+    """A run's metadata, its dataset as features, and its trained model on the device."""
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    features = load_features(data_path, device)
+    model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
+    weights, _ = data.load_dataset(run_dir / "model.safetensors")
+    model.load_state_dict(weights)
+    return meta, features, model.to(device)
+
+
+def cmd_utilize(args) -> None:
+    from .utilize import utilize_run
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    meta, features, model = load_run(Path(args.run_dir), args.data, device)
+    keys = run_keys(meta)
+    if meta["status"] == "finished":
+        rows, moments = utilize_run(
+            model,
+            features,
+            args.energies,
+            args.calibration_samples,
+            args.batch_size,
+            loss_spec(meta["spec"]),
+        )
+    else:
+        log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
+        rows, moments = [], {}
+    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
+    write_atomic(Path(args.out), lambda tmp: table.to_parquet(tmp, index=False))
+    write_atomic(
+        Path(args.moments),
+        lambda tmp: save_file(moments or {"none": torch.zeros(0)}, tmp, metadata=None),
+    )
+    if rows:
+        for e, group in table.groupby("energy"):
+            log(
+                f"e={e:g}: MLU {group['utilization'].mean():.3f}, plain-SVD "
+                f"{group['svd_utilization'].mean():.3f}, network rel. error "
+                f"{group['network_rel_error'].iloc[0]:.3g}, test acc "
+                f"{group['test_acc'].iloc[0]:.4f} → {group['network_test_acc'].iloc[0]:.4f}"
+            )
+        columns = ["layer", "kind", "d_in", "d_out", "energy", "k_S", "k_T", "rank", "svd_rank"]
+        log(table[[*columns, "rel_output_error"]].to_string())
+
+
+def cmd_compress(args) -> None:
+    from .training import Features
+    from .utilize import compress_run, search_energies, test_halves
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    meta, features, model = load_run(Path(args.run_dir), args.data, device)
+    spec, keys = meta["spec"], run_keys(meta)
+    if meta["status"] == "finished":
+        moments, _ = data.load_dataset(Path(args.moments))
+        finetune_args = {
+            "epochs": args.finetune_epochs,
+            "lr": args.finetune_lr,
+            "momentum": spec["optimizer"]["momentum"],
+            "batch_size": spec["optimizer"]["batch_size"],
+            "weight_decay": spec["weight_decay"],
+            "seed": spec["seed"],
+        }
+        energy = args.energy
+        if args.energy == "search":
+            # Select on one half of the test set, report on the other.
+            validation, evaluation = test_halves(len(features.test_y))
+            energy = search_energies(
+                model,
+                features.test_x[validation],
+                features.test_y[validation],
+                moments,
+                args.search_energies,
+                args.tolerance,
+                args.batch_size,
+                loss_spec(spec),
+            )
+            log(f"energies chosen on {len(validation)} validation samples: {energy}")
+            features = Features(
+                features.train_x,
+                features.train_y,
+                features.test_x[evaluation],
+                features.test_y[evaluation],
+                features.classes,
+            )
+        rows = compress_run(
+            model,
+            features,
+            moments,
+            float(energy) if isinstance(energy, str) else energy,
+            finetune_args,
+            args.batch_size,
+            loss_spec(spec),
+            log,
+        )
+    else:
+        log(f"run is {meta['status']} ({meta['reason']}): no compression, row marked")
+        rows = []
+    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
+    write_atomic(Path(args.out), lambda tmp: table.to_parquet(tmp, index=False))
+    log(table.drop(columns=["ranks"], errors="ignore").to_string())
+
+
+def cmd_aggregate_utilization(args) -> None:
+    for out, paths in ((args.utilization, args.runs), (args.compression, args.compressions)):
+        frames = [pd.read_parquet(p) for p in paths]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        write_atomic(Path(out), lambda tmp, t=table: t.to_parquet(tmp, index=False))
+        log(f"{len(table)} rows from {len(frames)} files -> {out}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -264,10 +389,46 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("layers", nargs="+", help="each run's layers.parquet")
     s.set_defaults(func=cmd_aggregate)
 
-    s = sub.add_parser("claims", help="verdict on claims C1-C5 from the study tables")
+    s = sub.add_parser("utilize", help="utilized rank of every layer of one run (paper B)")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="output: one row per layer and energy (parquet)")
+    s.add_argument("--moments", required=True, help="output: C_in per layer (safetensors)")
+    s.add_argument("--energies", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    s.add_argument("--calibration-samples", type=int, default=10000)
+    s.add_argument("--batch-size", type=int, default=2000)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_utilize)
+
+    s = sub.add_parser("compress", help="factorize one run to its utilized ranks, fine-tune")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--moments", required=True, help="the run's C_in per layer (safetensors)")
+    s.add_argument("--energy", required=True, help="an energy in (0, 1], or 'search'")
+    s.add_argument("--search-energies", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    s.add_argument("--tolerance", type=float, default=0.005, help="(search) accuracy drop")
+    s.add_argument("--out", required=True, help="output: one row per method and stage")
+    s.add_argument("--finetune-epochs", type=int, default=2)
+    s.add_argument("--finetune-lr", type=float, default=0.01)
+    s.add_argument("--batch-size", type=int, default=2000)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_compress)
+
+    s = sub.add_parser("aggregate-utilization", help="tidy paper-B tables of a study's runs")
+    s.add_argument("--utilization", required=True, help="output: utilization table")
+    s.add_argument("--compression", required=True, help="output: compression table")
+    s.add_argument("--runs", nargs="+", required=True, help="each run's utilization.parquet")
+    s.add_argument("--compressions", nargs="*", default=[], help="each compression table")
+    s.set_defaults(func=cmd_aggregate_utilization)
+
+    s = sub.add_parser("claims", help="verdict on claims C1-C5 (and U1-U5) from the study tables")
     s.add_argument("--thresholds", required=True, help="the config's claims section as JSON")
     s.add_argument("--markdown", required=True)
     s.add_argument("--json", required=True)
+    s.add_argument("--utilization", nargs="*", default=[], help="paper B: utilization tables")
+    s.add_argument("--compression", nargs="*", default=[], help="paper B: compression tables")
     s.add_argument("tables", nargs="+", help="layers tables of the studies")
     s.set_defaults(func=cmd_claims)
     return p

@@ -130,12 +130,42 @@ def semantic_problems(config: dict) -> list[str]:
                 f"config key '{section}.rank_measure': '{config[section]['rank_measure']}' "
                 f"is not a rank column; allowed: {', '.join(allowed)}"
             )
+    problems += utilization_problems(config)
     low, high = config["claims"]["slope_range"]
     if low >= high:
         problems.append(
             f"config key 'claims.slope_range': [{low}, {high}] is empty; give [low, high]"
         )
     return problems
+
+
+def utilization_problems(config: dict) -> list[str]:
+    """Paper B: the listed studies exist, the headline energy is measured, labels are unique."""
+    section = config["utilization"]
+    problems = [
+        f"config key 'utilization.studies': study '{study}' is not defined; "
+        f"defined studies: {', '.join(sorted(config['studies']))}"
+        for study in section["studies"]
+        if study not in config["studies"]
+    ]
+    if section["energy"] not in section["energies"]:
+        problems.append(
+            f"config key 'utilization.energy': {section['energy']} is not one of "
+            f"utilization.energies {section['energies']}"
+        )
+    for key in ("energies", "compress_energies"):
+        labels = [energy_label(e) for e in section[key]]
+        if len(set(labels)) != len(labels):
+            problems.append(
+                f"config key 'utilization.{key}': values {section[key]} give the same path "
+                "label twice; use values that differ in their first 6 digits"
+            )
+    return problems
+
+
+def energy_label(energy: float) -> str:
+    """An energy as written in output paths, e.g. ``energy~0.99`` (``%g``)."""
+    return f"{float(energy):g}"
 
 
 def wd_label(wd: float) -> str:
@@ -154,7 +184,7 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
     spec = {
         "study": study,
         "dataset": dataset_spec(config, dataset),
-        "model": s["model"],
+        "model": model_spec(s["model"]),
         "loss": s["loss"],
         "target_scale": s["target_scale"],
         "optimizer": s["optimizer"],
@@ -163,6 +193,18 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
     }
     spec["config_hash"] = spec_hash(spec)
     return spec
+
+
+VIT_KEYS = ("dim", "heads", "patch_size", "pool")
+
+
+def model_spec(model: dict) -> dict:
+    """The study's model section; the ViT-only keys only for a ViT, so that adding them left
+    the spec (and hash) of every MLP and CNN run unchanged.
+    """
+    if model["arch"] == "vit":
+        return dict(model)
+    return {k: v for k, v in model.items() if k not in VIT_KEYS}
 
 
 def spec_hash(spec: dict) -> str:

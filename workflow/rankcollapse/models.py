@@ -44,6 +44,89 @@ def cnn(
     return nn.Sequential(*layers)
 
 
+class Attention(nn.Module):
+    """Multi-head self-attention with explicit linear layers ``qkv`` (dim → 3·dim) and
+    ``proj`` (dim → dim), so that both are hooked and measured like any linear layer.
+    """
+
+    def __init__(self, dim: int, heads: int, bias: bool):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model.dim ({dim}) must be a multiple of model.heads ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)) with GELU."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, bias: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, mlp_dim, bias=bias)
+        self.fc2 = nn.Linear(mlp_dim, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(functional.gelu(self.fc1(self.norm2(x))))
+
+
+class ViT(nn.Module):
+    """A small Vision Transformer: non-overlapping p×p patches, a linear patch embedding,
+    learned position embeddings (and a class token with ``pool = "cls"``), ``depth`` pre-norm
+    blocks, a final LayerNorm and a linear head on the class token or the mean of the tokens.
+    No dropout; weight decay acts on every parameter as SGD applies it.
+    """
+
+    # Paper B measures the linear layers inside the blocks (qkv, proj, fc1, fc2).
+    block_prefix = "blocks."
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        classes: int,
+        patch_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        pool: str,
+        bias: bool,
+    ):
+        super().__init__()
+        c, h, w = in_shape
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"model.patch_size {patch_size} must divide the image size {h}×{w}")
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"model.pool must be 'cls' or 'mean', got {pool!r}")
+        self.patch_size, self.pool = patch_size, pool
+        tokens = (h // patch_size) * (w // patch_size) + (pool == "cls")
+        self.embed = nn.Linear(c * patch_size * patch_size, dim, bias=bias)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        self.pos = nn.Parameter(0.02 * torch.randn(1, tokens, dim))
+        self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim, bias) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        patches = functional.unfold(x, p, stride=p).transpose(1, 2)  # B × T × C·p·p
+        z = self.embed(patches)
+        if self.cls_token is not None:
+            z = torch.cat([self.cls_token.expand(len(z), -1, -1), z], dim=1)
+        z = self.norm(self.blocks(z + self.pos))
+        return self.head(z[:, 0] if self.pool == "cls" else z.mean(1))
+
+
 def build_model(arch: dict, in_shape: tuple[int, ...], classes: int) -> nn.Module:
     """The model a study's ``model`` section describes, for inputs of ``in_shape``."""
     if arch["arch"] == "mlp":
@@ -55,7 +138,21 @@ def build_model(arch: dict, in_shape: tuple[int, ...], classes: int) -> nn.Modul
         if len(in_shape) != 3:
             raise ValueError(f"model.arch 'cnn' needs image inputs (C, H, W), got {in_shape}")
         return cnn(in_shape, classes, arch["channels"], arch["width"], arch["bias"])
-    raise ValueError(f"model.arch must be one of ['mlp', 'cnn'], got {arch['arch']!r}")
+    if arch["arch"] == "vit":
+        if len(in_shape) != 3:
+            raise ValueError(f"model.arch 'vit' needs image inputs (C, H, W), got {in_shape}")
+        return ViT(
+            in_shape,
+            classes,
+            arch.get("patch_size", 7),
+            arch.get("dim", 64),
+            arch["depth"],
+            arch.get("heads", 4),
+            arch["width"],
+            arch.get("pool", "cls"),
+            arch["bias"],
+        )
+    raise ValueError(f"model.arch must be one of ['mlp', 'cnn', 'vit'], got {arch['arch']!r}")
 
 
 def measured_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -71,7 +168,10 @@ def as_rows(module: nn.Module, z: torch.Tensor, h: torch.Tensor, y: torch.Tensor
     rows of one linear map h_r = W z_r: one row per sample for a linear layer; for a
     convolution one row per sample and position, z_r the input patch (C_in·kh·kw) and h_r the
     output channels there, labelled with the sample's class. The convolution is then the
-    matrix W of shape C_out × C_in·kh·kw.
+    matrix W of shape C_out × C_in·kh·kw. A linear layer applied to tokens (B × T × d, a ViT)
+    gives one row per sample and token, labelled with the sample's class, as positions of a
+    convolution do: ∂loss/∂W = Σ_i Σ_t δ_it z_itᵀ, so the rank-collapse decomposition holds
+    with tokens as rows and N still the number of samples.
     """
     if isinstance(module, nn.Conv2d):
         patches = functional.unfold(
@@ -81,4 +181,7 @@ def as_rows(module: nn.Module, z: torch.Tensor, h: torch.Tensor, y: torch.Tensor
         z_rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
         h_rows = h.flatten(2).transpose(1, 2).reshape(-1, h.shape[1])
         return z_rows, h_rows, y.repeat_interleave(positions)
+    if isinstance(module, nn.Linear) and z.ndim == 3:
+        tokens = z.shape[1]
+        return z.reshape(-1, z.shape[-1]), h.reshape(-1, h.shape[-1]), y.repeat_interleave(tokens)
     return z.reshape(z.shape[0], -1), h, y

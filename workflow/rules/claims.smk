@@ -1,6 +1,12 @@
 rule claims:
     input:
-        expand("results/tables/{study}/layers.parquet", study=config["studies"]),
+        tables=expand("results/tables/{study}/layers.parquet", study=config["studies"]),
+        utilization=expand(
+            "results/tables/{study}/utilization.parquet", study=UTILIZATION["studies"]
+        ),
+        compression=expand(
+            "results/tables/{study}/compression.parquet", study=UTILIZATION["studies"]
+        ),
     output:
         markdown=report(
             "results/claims.md", caption="../report/claims.rst", category="Claims"
@@ -14,7 +20,11 @@ rule claims:
         mem_mb=memory_mb(2000),
         runtime=10,
     params:
-        thresholds=json.dumps(config["claims"]),
+        thresholds=json.dumps(
+            {**config["claims"], "utilization_energy": UTILIZATION["energy"]}
+        ),
     shell:
         "python -m rankcollapse claims --thresholds {params.thresholds:q}"
-        " --markdown {output.markdown:q} --json {output.json:q} {input:q} > {log:q} 2>&1"
+        " --markdown {output.markdown:q} --json {output.json:q} {input.tables:q}"
+        " --utilization {input.utilization:q} --compression {input.compression:q}"
+        " > {log:q} 2>&1"

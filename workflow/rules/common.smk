@@ -20,6 +20,7 @@ os.environ.update(
 from rankcollapse.config import (
     ConfigError,
     dataset_spec,
+    energy_label,
     load_config_file,
     run_spec,
     validate_config,
@@ -42,6 +43,13 @@ FIGURES = [
     "rank_vs_spread",
     "training_curves",
 ]
+# Paper B (utilized rank): only for the studies in utilization.studies.
+FIGURES_UTILIZATION = [
+    "utilization_per_layer",
+    "mlu_vs_weight_decay",
+    "compression",
+    "subspace_ranks",
+]
 RUN_DIR = "results/runs/{study}/{dataset}/wd~{wd}/seed~{seed}"
 RUN_ID = "{study}/{dataset}/wd~{wd}/seed~{seed}"
 
@@ -54,6 +62,8 @@ wildcard_constraints:
     seed=r"[0-9]+",
     source=r"mnist|fashion_mnist",
     figure="|".join(FIGURES),
+    figure_b="|".join(FIGURES_UTILIZATION),
+    energy=r"(0|1)(\.[0-9]+)?|search",
 
 
 def study_runs(study):
@@ -73,6 +83,55 @@ def study_layer_tables(wildcards):
     ]
 
 
+# ---------------------------------------------------------------- paper B (utilized rank)
+UTILIZATION = config["utilization"]
+
+
+def study_run_files(study, name):
+    """A file of every run of a study, e.g. its utilization.parquet."""
+    return [f"{RUN_DIR}/{name}".format(**run) for run in study_runs(study)]
+
+
+def study_compression_tables(study):
+    """The compression table of every run of a study at every compression energy."""
+    labels = [energy_label(e) for e in UTILIZATION["compress_energies"]]
+    labels += ["search"] if UTILIZATION["search"]["enabled"] else []
+    return [
+        f"{RUN_DIR}/compress/energy~{label}.parquet".format(**run)
+        for run in study_runs(study)
+        for label in labels
+    ]
+
+
+def utilization_figures(study):
+    """The paper-B figures of a study; compression only when runs are compressed."""
+    if study not in UTILIZATION["studies"]:
+        return []
+    return [
+        f
+        for f in FIGURES_UTILIZATION
+        if f != "compression"
+        or UTILIZATION["compress_energies"]
+        or UTILIZATION["search"]["enabled"]
+    ]
+
+
+def utilization_targets():
+    """The paper-B tables and figures of every study listed in utilization.studies."""
+    targets = []
+    for study in UTILIZATION["studies"]:
+        targets += [
+            f"results/tables/{study}/{name}.parquet"
+            for name in ("utilization", "compression")
+        ]
+        for figure in utilization_figures(study):
+            targets += [
+                f"results/figures/{study}/{figure}.{ext}" for ext in ("pdf", "png")
+            ]
+            targets.append(f"results/notebooks/{study}/{figure}.ipynb")
+    return targets
+
+
 def raw_input(wildcards):
     """The verified raw files a dataset is prepared from (none for synthetic or CIFAR-10)."""
     source = config["datasets"][wildcards.dataset]["source"]
@@ -87,7 +146,7 @@ def study_figures(study):
 
 
 def all_targets():
-    targets = ["results/claims.md"]
+    targets = ["results/claims.md", *utilization_targets()]
     for study in config["studies"]:
         for figure in study_figures(study):
             targets += [

@@ -1,4 +1,17 @@
 NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES}
+# A notebook runs as papermill from a jupytext template with the project's kernel. It is
+# executed into the log folder first: Snakemake deletes a failed job's outputs but keeps its
+# logs, so a notebook that fails stays with the traceback under the failing cell.
+PAPERMILL = (
+    "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
+    " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
+    " && (papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
+    " {output.template:q} {log.executed:q}"
+    " || {{ printf 'figure notebook %s failed in the cell named above; the executed"
+    " notebook, with the traceback under that cell, is kept at %s\\n'"
+    " {input.notebook:q} {log.executed:q}; exit 1; }})"
+    " && cp {log.executed:q} {output.notebook:q}) > {log.log:q} 2>&1"
+)
 
 
 rule figure:
@@ -21,8 +34,6 @@ rule figure:
         template=temp("results/notebooks/{study}/{figure}.template.ipynb"),
     log:
         log="results/logs/figure/{study}/{figure}.log",
-        # Executed here first: Snakemake deletes a failed job's outputs but keeps its logs,
-        # so a notebook that fails stays with the traceback under the failing cell.
         executed="results/logs/figure/{study}/{figure}.ipynb",
     conda:
         "../../envs/pipeline.yaml"
@@ -42,11 +53,50 @@ rule figure:
             }
         ),
     shell:
-        "(printf '%s\\n' {params.parameters:q} > {output.parameters:q}"
-        " && jupytext --to ipynb --set-kernel rankcollapse --output {output.template:q} {input.notebook:q}"
-        " && (papermill --kernel rankcollapse --parameters_file {output.parameters:q}"
-        " {output.template:q} {log.executed:q}"
-        " || {{ printf 'figure notebook %s failed in the cell named above; the executed"
-        " notebook, with the traceback under that cell, is kept at %s\\n'"
-        " {input.notebook:q} {log.executed:q}; exit 1; }})"
-        " && cp {log.executed:q} {output.notebook:q}) > {log.log:q} 2>&1"
+        PAPERMILL
+
+
+# ---------------------------------------------------------------- paper B (utilized rank)
+NOTEBOOKS_UTILIZATION = {
+    f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES_UTILIZATION
+}
+
+
+rule figure_utilization:
+    input:
+        utilization="results/tables/{study}/utilization.parquet",
+        compression="results/tables/{study}/compression.parquet",
+        notebook=lambda wc: NOTEBOOKS_UTILIZATION[wc.figure_b],
+    output:
+        pdf=report(
+            "results/figures/{study}/{figure_b}.pdf",
+            caption="../report/utilization.rst",
+            category="Figures",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "{figure_b}"},
+        ),
+        png="results/figures/{study}/{figure_b}.png",
+        notebook="results/notebooks/{study}/{figure_b}.ipynb",
+        parameters="results/notebooks/{study}/{figure_b}.parameters.yaml",
+        template=temp("results/notebooks/{study}/{figure_b}.template.ipynb"),
+    log:
+        log="results/logs/figure/{study}/{figure_b}.log",
+        executed="results/logs/figure/{study}/{figure_b}.ipynb",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=10,
+    params:
+        parameters=lambda wc, input, output: json.dumps(
+            {
+                "study": wc.study,
+                "utilization": input.utilization,
+                "compression": input.compression,
+                "pdf": output.pdf,
+                "png": output.png,
+                "energy": UTILIZATION["energy"],
+            }
+        ),
+    shell:
+        PAPERMILL

@@ -1,0 +1,63 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Mean layer utilization (MLU) against the weight decay λ
+#
+# MLU = mean over the measured layers of r / min(d_in, d_out), one line per energy e; solid:
+# data-driven utilized rank, dashed: plain-SVD rank of W at the same energy. Mean over seeds,
+# band: range across seeds. Claim U5: utilization falls as λ grows.
+
+# %% tags=["parameters"]
+study = "tiny"
+utilization = "results/tables/tiny/utilization.parquet"
+compression = "results/tables/tiny/compression.parquet"
+pdf = "figure.pdf"
+png = "figure.png"
+energy = 0.99
+
+# %%
+import pandas as pd
+import seaborn as sns
+from rankcollapse import plotting
+
+plotting.set_style()
+runs, left_out = plotting.finished_runs(pd.read_parquet(utilization))
+print("left out:", left_out or "none")
+keys = ["dataset", "weight_decay", "seed", "energy"]
+mlu = runs.groupby(keys)[["utilization", "svd_utilization"]].mean().reset_index()
+long = mlu.melt(
+    id_vars=keys,
+    value_vars=["utilization", "svd_utilization"],
+    var_name="method",
+    value_name="MLU",
+)
+long["method"] = long["method"].map({"utilization": "data-driven", "svd_utilization": "plain SVD"})
+long["e"] = long["energy"].map(lambda e: f"{e:g}")
+
+# %%
+grid = sns.relplot(
+    data=long,
+    x="weight_decay",
+    y="MLU",
+    hue="e",
+    style="method",
+    col="dataset",
+    kind="line",
+    marker="o",
+    errorbar=("pi", 100),
+    height=3.2,
+    aspect=1.2,
+)
+for ax in grid.axes.flat:
+    plotting.wd_axis(ax, runs["weight_decay"].unique())
+    ax.set_ylim(0, 1.05)
+grid.set_axis_labels(plotting.label("weight_decay"), "mean layer utilization")
+grid.figure.suptitle(f"{study}: MLU against weight decay", y=1.04)
+plotting.save(grid.figure, pdf, png, left_out)
+mlu.pivot_table(index=["dataset", "weight_decay"], columns="energy", values="utilization")

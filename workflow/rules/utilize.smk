@@ -1,0 +1,85 @@
+# Paper B (utilized rank): per run, the data-driven projection of every layer (`utilize`) and
+# compression to the utilized ranks at each energy of utilization.compress_energies
+# (`compress`); per study, the tidy tables the figures and claims U1-U5 read.
+
+
+rule utilize:
+    input:
+        data="results/data/{dataset}.safetensors",
+        model=f"{RUN_DIR}/model.safetensors",
+        metadata=f"{RUN_DIR}/metadata.json",
+    output:
+        table=f"{RUN_DIR}/utilization.parquet",
+        moments=f"{RUN_DIR}/moments.safetensors",
+    log:
+        f"results/logs/utilize/{RUN_ID}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: config["threads"]["measure"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        run_dir=lambda wc, input: Path(input.model).parent,
+        energies=" ".join(map(str, UTILIZATION["energies"])),
+        calibration=UTILIZATION["calibration_samples"],
+        batch_size=config["measures"]["batch_size"],
+        device=config["device"],
+    shell:
+        "python -m rankcollapse utilize --run-dir {params.run_dir:q} --data {input.data:q}"
+        " --out {output.table:q} --moments {output.moments:q} --energies {params.energies}"
+        " --calibration-samples {params.calibration} --batch-size {params.batch_size}"
+        " --device {params.device} --threads {threads} > {log:q} 2>&1"
+
+
+rule compress:
+    input:
+        data="results/data/{dataset}.safetensors",
+        model=f"{RUN_DIR}/model.safetensors",
+        metadata=f"{RUN_DIR}/metadata.json",
+        moments=f"{RUN_DIR}/moments.safetensors",
+    output:
+        f"{RUN_DIR}/compress/energy~{{energy}}.parquet",
+    log:
+        f"results/logs/compress/{RUN_ID}/energy~{{energy}}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: config["threads"]["train"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        run_dir=lambda wc, input: Path(input.model).parent,
+        epochs=UTILIZATION["finetune_epochs"],
+        lr=UTILIZATION["finetune_lr"],
+        energies=" ".join(map(str, UTILIZATION["energies"])),
+        tolerance=UTILIZATION["search"]["tolerance"],
+        batch_size=config["measures"]["batch_size"],
+        device=config["device"],
+    shell:
+        "python -m rankcollapse compress --run-dir {params.run_dir:q} --data {input.data:q}"
+        " --moments {input.moments:q} --energy {wildcards.energy} --out {output:q}"
+        " --finetune-epochs {params.epochs} --finetune-lr {params.lr}"
+        " --search-energies {params.energies} --tolerance {params.tolerance}"
+        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " > {log:q} 2>&1"
+
+
+rule aggregate_utilization:
+    input:
+        runs=lambda wc: study_run_files(wc.study, "utilization.parquet"),
+        compressions=lambda wc: study_compression_tables(wc.study),
+    output:
+        utilization="results/tables/{study}/utilization.parquet",
+        compression="results/tables/{study}/compression.parquet",
+    log:
+        "results/logs/aggregate_utilization/{study}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m rankcollapse aggregate-utilization --utilization {output.utilization:q}"
+        " --compression {output.compression:q} --runs {input.runs:q}"
+        " --compressions {input.compressions:q} > {log:q} 2>&1"
