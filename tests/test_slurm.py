@@ -213,6 +213,9 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
         str(profile),
         "--slurm-init-seconds-before-status-checks",
         "2",
+        # The test's jobs take seconds: check often (a cluster's profile keeps the default).
+        "--seconds-between-status-checks",
+        "2",
         "--latency-wait",
         "5",
         env=env,
