@@ -1,6 +1,7 @@
-# Paper B (utilized rank): per run, the data-driven projection of every layer (`utilize`) and
-# compression to the utilized ranks at each energy of utilization.compress_energies
-# (`compress`); per study, the tidy tables the figures and claims U1-U5 read.
+# Paper B (utilized rank): per run, the data-driven projection of every layer (`utilize`, on
+# the CPU like measure) and compression to the utilized ranks at each energy of
+# utilization.compress_energies (`compress`, fine-tuning on the training device); per study,
+# the tidy tables the figures and claims U1-U5 read.
 
 
 rule utilize:
@@ -17,19 +18,18 @@ rule utilize:
         "../../envs/pipeline.yaml"
     threads: config["threads"]["measure"]
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(4000),
         runtime=60,
     params:
         run_dir=lambda wc, input: Path(input.model).parent,
         energies=" ".join(map(str, UTILIZATION["energies"])),
         calibration=UTILIZATION["calibration_samples"],
         batch_size=config["measures"]["batch_size"],
-        device=config["device"],
     shell:
         "python -m rankcollapse utilize --run-dir {params.run_dir:q} --data {input.data:q}"
         " --out {output.table:q} --moments {output.moments:q} --energies {params.energies}"
         " --calibration-samples {params.calibration} --batch-size {params.batch_size}"
-        " --device {params.device} --threads {threads} > {log:q} 2>&1"
+        " --device cpu --threads {threads} > {log:q} 2>&1"
 
 
 rule compress:
@@ -46,8 +46,10 @@ rule compress:
         "../../envs/pipeline.yaml"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(4000),
         runtime=120,
+        # Fine-tuning is training: on the training device.
+        gpu=train_gpu,
     params:
         run_dir=lambda wc, input: Path(input.model).parent,
         epochs=UTILIZATION["finetune_epochs"],
@@ -77,7 +79,7 @@ rule aggregate_utilization:
     conda:
         "../../envs/pipeline.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=memory_mb(2000),
         runtime=10,
     shell:
         "python -m rankcollapse aggregate-utilization --utilization {output.utilization:q}"
