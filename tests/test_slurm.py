@@ -218,12 +218,16 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
         "2",
         "--latency-wait",
         "5",
+        # The measures of every run and one figure: the whole chain from raw data to a figure,
+        # without the many figure and paper-B jobs that the local run covers already.
+        "results/tables/tiny/layers.parquet",
+        "results/figures/tiny/rank_vs_variability.pdf",
         env=env,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-6000:] + cluster.logs()
 
-    # Every job of the DAG but the local `all` went through sbatch: accounting lists each one.
+    # Every job of the DAG went through sbatch: accounting lists each one.
     planned = Counter(
         dict(
             (m.group(1), int(m.group(2)))
@@ -252,6 +256,5 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
     assert list(remote.columns) == list(local.columns)
     compared = [c for c in local.columns if c not in PROVENANCE]
     pd.testing.assert_frame_equal(remote[compared], local[compared], check_exact=True)
-    for figure in ("rank_vs_variability", "bound"):
-        assert (workdir / f"results/figures/tiny/{figure}.pdf").stat().st_size > 0
+    assert (workdir / "results/figures/tiny/rank_vs_variability.pdf").stat().st_size > 0
     print(f"tiny workflow on SLURM: {len(rows)} jobs in {time.monotonic() - started:.0f} s")
