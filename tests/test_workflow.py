@@ -236,7 +236,11 @@ def test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept(tmp_path):
     config = tmp_path / "corrupt.yaml"
     text = (REPO / "tests/configs/tiny.yaml").read_text()
     config.write_text(text + f"data:\n  mirror: {tmp_path / 'mirror'}\n")
-    done = snakemake(tmp_path, "--cores", "2", configfile=config)
+    # The MNIST dataset and the measures of the synthetic runs, asked for together.
+    targets = ["results/data/mnist_small.safetensors"] + [
+        f"results/runs/tiny/clusters_a/wd~{wd}/seed~0/layers.parquet" for wd in ("0", "0.001")
+    ]
+    done = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, configfile=config)
     assert done.returncode != 0
     log = (tmp_path / "results/logs/fetch_raw/mnist.log").read_text()
     assert "train-labels-idx1-ubyte" in log and "a25bea736e30d166cdddb491f175f624" in log

@@ -153,17 +153,34 @@ def run_keys(meta: dict) -> dict:
     }
 
 
-def cmd_measure(args) -> None:
-    torch.set_num_threads(args.threads)
-    run_dir = Path(args.run_dir)
+def load_run(run_dir: Path, data_path: str, device: torch.device):
+    """A run's metadata, its dataset as features, and its trained model on the device."""
     meta = json.loads((run_dir / "metadata.json").read_text())
-    spec = meta["spec"]
-    device = resolve_device(args.device)
-    features = load_features(args.data, device)
-    model = build_model(spec["model"], tuple(meta["in_shape"]), meta["classes"]).to(device)
+    features = load_features(data_path, device)
+    model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
     weights, _ = data.load_dataset(run_dir / "model.safetensors")
     model.load_state_dict(weights)
+    return meta, features, model.to(device)
+
+
+def write_run_outputs(
+    meta: dict, rows: list[dict], table_path: Path, tensors: dict, tensors_path: Path
+) -> pd.DataFrame:
+    """A run's table (one row per layer, or one marked row for a run that did not finish),
+    every row with the run's keys and provenance, and its tensors, both written atomically.
+    """
     keys = run_keys(meta)
+    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
+    write_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
+    placeholder = {"none": torch.zeros(0)}  # safetensors cannot store an empty file
+    write_atomic(tensors_path, lambda tmp: save_file(tensors or placeholder, tmp, metadata=None))
+    return table
+
+
+def cmd_measure(args) -> None:
+    torch.set_num_threads(args.threads)
+    meta, features, model = load_run(Path(args.run_dir), args.data, resolve_device(args.device))
+    spec = meta["spec"]
     if meta["status"] == "finished":
         rows, spectra = measure_run(
             model, features, args.eps, args.batch_size, spec["weight_decay"], loss_spec(spec)
@@ -171,12 +188,7 @@ def cmd_measure(args) -> None:
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
         rows, spectra = [], {}
-    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
-    write_atomic(Path(args.layers), lambda tmp: table.to_parquet(tmp, index=False))
-    write_atomic(
-        Path(args.spectra),
-        lambda tmp: save_file(spectra or {"none": torch.zeros(0)}, tmp, metadata=None),
-    )
+    table = write_run_outputs(meta, rows, Path(args.layers), spectra, Path(args.spectra))
     log(table.to_string())
 
 
@@ -219,23 +231,12 @@ def cmd_claims(args) -> None:
     log(Path(args.markdown).read_text())
 
 
-def load_run(run_dir: Path, data_path: str, device: torch.device):
-    """A run's metadata, its dataset as features, and its trained model on the device."""
-    meta = json.loads((run_dir / "metadata.json").read_text())
-    features = load_features(data_path, device)
-    model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
-    weights, _ = data.load_dataset(run_dir / "model.safetensors")
-    model.load_state_dict(weights)
-    return meta, features, model.to(device)
-
-
 def cmd_utilize(args) -> None:
     from .utilize import utilize_run
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     meta, features, model = load_run(Path(args.run_dir), args.data, device)
-    keys = run_keys(meta)
     if meta["status"] == "finished":
         rows, moments = utilize_run(
             model,
@@ -248,12 +249,7 @@ def cmd_utilize(args) -> None:
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
         rows, moments = [], {}
-    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
-    write_atomic(Path(args.out), lambda tmp: table.to_parquet(tmp, index=False))
-    write_atomic(
-        Path(args.moments),
-        lambda tmp: save_file(moments or {"none": torch.zeros(0)}, tmp, metadata=None),
-    )
+    table = write_run_outputs(meta, rows, Path(args.out), moments, Path(args.moments))
     if rows:
         for e, group in table.groupby("energy"):
             log(

@@ -104,7 +104,7 @@ def output_moment(weight: torch.Tensor, input_moment: torch.Tensor) -> torch.Ten
 
 def singular_values(matrix: torch.Tensor) -> torch.Tensor:
     """σ_1 ≥ σ_2 ≥ … of a matrix, in float64."""
-    return torch.linalg.svdvals(matrix.double())
+    return torch.linalg.svdvals(matrix.detach().double())
 
 
 def utilized_rank(projected: torch.Tensor, rtol: float = RANK_RTOL) -> int:
