@@ -163,18 +163,19 @@ def load_run(run_dir: Path, data_path: str, device: torch.device):
     return meta, features, model.to(device)
 
 
-def write_run_outputs(
-    meta: dict, rows: list[dict], table_path: Path, tensors: dict, tensors_path: Path
-) -> pd.DataFrame:
-    """A run's table (one row per layer, or one marked row for a run that did not finish),
-    every row with the run's keys and provenance, and its tensors, both written atomically.
+def write_run_table(meta: dict, rows: list[dict], path: Path) -> pd.DataFrame:
+    """A run's table, written atomically: one row per layer (or one marked row for a run that
+    did not finish), every row with the run's keys and provenance.
     """
     keys = run_keys(meta)
     table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
-    write_atomic(table_path, lambda tmp: table.to_parquet(tmp, index=False))
-    placeholder = {"none": torch.zeros(0)}  # safetensors cannot store an empty file
-    write_atomic(tensors_path, lambda tmp: save_file(tensors or placeholder, tmp, metadata=None))
+    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
     return table
+
+
+def write_tensors(tensors: dict, path: Path) -> None:
+    placeholder = {"none": torch.zeros(0)}  # safetensors cannot store an empty file
+    write_atomic(path, lambda tmp: save_file(tensors or placeholder, tmp, metadata=None))
 
 
 def cmd_measure(args) -> None:
@@ -188,7 +189,8 @@ def cmd_measure(args) -> None:
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
         rows, spectra = [], {}
-    table = write_run_outputs(meta, rows, Path(args.layers), spectra, Path(args.spectra))
+    table = write_run_table(meta, rows, Path(args.layers))
+    write_tensors(spectra, Path(args.spectra))
     log(table.to_string())
 
 
@@ -249,7 +251,8 @@ def cmd_utilize(args) -> None:
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
         rows, moments = [], {}
-    table = write_run_outputs(meta, rows, Path(args.out), moments, Path(args.moments))
+    table = write_run_table(meta, rows, Path(args.out))
+    write_tensors(moments, Path(args.moments))
     if rows:
         for e, group in table.groupby("energy"):
             log(
@@ -269,7 +272,7 @@ def cmd_compress(args) -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     meta, features, model = load_run(Path(args.run_dir), args.data, device)
-    spec, keys = meta["spec"], run_keys(meta)
+    spec = meta["spec"]
     if meta["status"] == "finished":
         moments, _ = data.load_dataset(Path(args.moments))
         finetune_args = {
@@ -315,8 +318,7 @@ def cmd_compress(args) -> None:
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no compression, row marked")
         rows = []
-    table = pd.DataFrame([{**keys, **row} for row in rows] or [keys])
-    write_atomic(Path(args.out), lambda tmp: table.to_parquet(tmp, index=False))
+    table = write_run_table(meta, rows, Path(args.out))
     log(table.drop(columns=["ranks"], errors="ignore").to_string())
 
 
@@ -326,6 +328,15 @@ def cmd_aggregate_utilization(args) -> None:
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         write_atomic(Path(out), lambda tmp, t=table: t.to_parquet(tmp, index=False))
         log(f"{len(table)} rows from {len(frames)} files -> {out}")
+
+
+def add_run_arguments(s: argparse.ArgumentParser) -> None:
+    """The arguments of every command that reads one trained run."""
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--batch-size", type=int, default=2000)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -368,14 +379,10 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("measure", help="measure one trained run")
-    s.add_argument("--run-dir", required=True)
-    s.add_argument("--data", required=True)
+    add_run_arguments(s)
     s.add_argument("--layers", required=True, help="output: one row per layer (parquet)")
     s.add_argument("--spectra", required=True, help="output: spectra (safetensors)")
     s.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.01, 0.001])
-    s.add_argument("--batch-size", type=int, default=2000)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_measure)
 
     s = sub.add_parser("aggregate", help="tidy tables of a study's runs")
@@ -386,20 +393,15 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_aggregate)
 
     s = sub.add_parser("utilize", help="utilized rank of every layer of one run (paper B)")
-    s.add_argument("--run-dir", required=True)
-    s.add_argument("--data", required=True)
+    add_run_arguments(s)
     s.add_argument("--out", required=True, help="output: one row per layer and energy (parquet)")
     s.add_argument("--moments", required=True, help="output: C_in per layer (safetensors)")
     s.add_argument("--energies", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     s.add_argument("--calibration-samples", type=int, default=10000)
-    s.add_argument("--batch-size", type=int, default=2000)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_utilize)
 
     s = sub.add_parser("compress", help="factorize one run to its utilized ranks, fine-tune")
-    s.add_argument("--run-dir", required=True)
-    s.add_argument("--data", required=True)
+    add_run_arguments(s)
     s.add_argument("--moments", required=True, help="the run's C_in per layer (safetensors)")
     s.add_argument("--energy", required=True, help="an energy in (0, 1], or 'search'")
     s.add_argument("--search-energies", type=float, nargs="+", default=[0.9, 0.95, 0.99])
@@ -407,9 +409,6 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output: one row per method and stage")
     s.add_argument("--finetune-epochs", type=int, default=2)
     s.add_argument("--finetune-lr", type=float, default=0.01)
-    s.add_argument("--batch-size", type=int, default=2000)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_compress)
 
     s = sub.add_parser("aggregate-utilization", help="tidy paper-B tables of a study's runs")

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import sys
@@ -171,16 +172,12 @@ def train_gpus(device):
     return int(cuda_visible())
 
 
-_CUDA_VISIBLE = []
-
-
+@functools.cache
 def cuda_visible():
     """Whether torch sees a CUDA GPU here; asked once, and only when a training job needs it."""
-    if not _CUDA_VISIBLE:
-        import torch
+    import torch
 
-        _CUDA_VISIBLE.append(torch.cuda.is_available())
-    return _CUDA_VISIBLE[0]
+    return torch.cuda.is_available()
 
 
 def train_gpu(wildcards):
