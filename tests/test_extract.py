@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from factories import clusters, run_spec
-from rankcollapse.extract import layer_statistics, measure_run
+from rankcollapse.extract import evaluate, layer_statistics, measure_run
 from rankcollapse.losses import per_sample_loss
 from rankcollapse.models import measured_layers
 from rankcollapse.training import Features, train_run
@@ -58,8 +58,11 @@ def test_streaming_bound_terms_equal_the_direct_computation(loss):
     data, wd = clusters(), 1e-2
     model = trained(data, wd, loss=loss)
     spec = {"loss": loss, "target_scale": 1.0}
-    stats, grads, _ = layer_statistics(model, data, batch=7, loss=spec)
+    grads = layer_statistics(model, data, batch=7, loss=spec).gradients
     rows, _ = measure_run(model, data, [0.1], batch=7, wd=wd, loss=spec)
+    train_loss, train_acc = evaluate(model, data.train_x, data.train_y, 1000, spec)
+    assert rows[0]["train_loss"] == pytest.approx(train_loss, rel=1e-6)
+    assert rows[0]["train_acc"] == train_acc
     for row, (name, terms) in zip(rows, direct_terms(model, data, wd, spec).items(), strict=True):
         assert torch.allclose(grads[name].g, terms["g"], rtol=1e-9, atol=1e-12)
         assert row["e_norm"] == pytest.approx(float(terms["e"].norm()), rel=1e-9)

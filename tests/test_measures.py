@@ -127,6 +127,32 @@ def test_streaming_equals_direct_computation_for_any_batching():
         assert stats_of(z, y, 3, batch)["tcv"] == pytest.approx(direct_tcv)
 
 
+@pytest.mark.parametrize("classes, dim", [(4, 30), (10, 784), (5, 3)])
+def test_nc1_on_the_span_of_the_class_means_equals_the_full_formula(classes, dim):
+    # Anisotropic within-class noise, unequal class sizes; d > K, d ≫ K, and d < K.
+    g = torch.Generator().manual_seed(classes + dim)
+    y = torch.cat([torch.arange(classes), torch.randint(0, classes, (400,), generator=g)])
+    scales = torch.rand(dim, generator=g, dtype=torch.float64) * 3
+    means = torch.randn(classes, dim, generator=g, dtype=torch.float64)
+    z = means[y] + torch.randn(len(y), dim, generator=g, dtype=torch.float64) * scales
+    counts = torch.bincount(y, minlength=classes).double()
+    class_means = torch.stack([z[y == c].mean(0) for c in range(classes)])
+    centred = z - class_means[y]
+    full = m.nc1(
+        centred.T @ centred / len(y), m.between_class_covariance(class_means, counts), classes
+    )
+    assert stats_of(z, y, classes, batch=64)["nc1"] == pytest.approx(full, rel=1e-9)
+
+
+def test_between_class_span_drops_the_directions_the_means_do_not_reach():
+    # Two classes: the centred means are collinear, so Σ_B has rank 1 in R^3.
+    means = torch.tensor([[1.0, 2.0, 0.0], [3.0, -1.0, 0.0]], dtype=torch.float64)
+    span = m.between_class_span(means, torch.tensor([3.0, 5.0], dtype=torch.float64))
+    assert span.shape == (3, 1)
+    direction = (means[0] - means[1]) / (means[0] - means[1]).norm()
+    assert float(abs(span[:, 0] @ direction)) == pytest.approx(1)
+
+
 def test_a_class_without_samples_is_an_error():
     acc = m.EmbeddingStats(3, 2)
     acc.add_to_means(torch.zeros(2, 2), torch.tensor([0, 1]))

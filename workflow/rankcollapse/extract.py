@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -58,21 +59,34 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, los
     return float(total) / len(y), correct / len(y)
 
 
-def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict):
+@dataclass
+class LayerStatistics:
+    embeddings: dict[str, EmbeddingStats]
+    gradients: dict[str, GradientStats]
+    ncc_mismatch: float
+    train_loss: float
+    train_acc: float
+
+
+def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict) -> LayerStatistics:
     """Two streaming passes over the training set. First the class means of every layer's
-    input; then, centred at them, the spread (TCV, SS_c, scatter), and the backprop errors
-    δ_i = ∂loss_i/∂h_i of every layer against its input (G, D_c, max ||δ_i||), and how often
-    the prediction disagrees with the nearest class mean of the last layer's input (NC4).
+    input, and the training loss and accuracy; then, centred at the means, the spread (TCV,
+    SS_c, scatter), and the backprop errors δ_i = ∂loss_i/∂h_i of every layer against its
+    input (G, D_c, max ||δ_i||), and how often the prediction disagrees with the nearest class
+    mean of the last layer's input (NC4).
     """
     layers = measured_layers(model)
     last = layers[-1][0]
     stats: dict[str, EmbeddingStats] = {}
     grads: dict[str, GradientStats] = {}
     batches = list(zip(data.train_x.split(batch), data.train_y.split(batch), strict=True))
+    loss_sum, correct = torch.zeros((), dtype=torch.float64), 0
     with capture(layers) as (inputs, outputs):
         with torch.no_grad():
             for xb, yb in batches:
-                model(xb)
+                out = model(xb)
+                loss_sum += per_sample_loss(out, yb, **loss).sum().double().cpu()
+                correct += int((out.argmax(1) == yb).sum())
                 for name, module in layers:
                     z, _, y_rows = as_rows(module, inputs[name], outputs[name], yb)
                     if name not in stats:
@@ -88,6 +102,7 @@ def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict):
             with torch.no_grad():
                 for (name, module), delta in zip(layers, deltas, strict=True):
                     z, delta_rows, y_rows = as_rows(module, inputs[name], delta, yb)
+                    z = z.double()  # once for both accumulators
                     stats[name].add_to_spread(z, y_rows)
                     if name not in grads:
                         grads[name] = GradientStats(
@@ -97,7 +112,8 @@ def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict):
                 z = inputs[last].reshape(len(yb), -1).double()
                 nearest = torch.cdist(z, stats[last].means).argmin(1)
                 ncc_mismatch += int((nearest != out.argmax(1)).sum())
-    return stats, grads, ncc_mismatch / len(data.train_y)
+    n = len(data.train_y)
+    return LayerStatistics(stats, grads, ncc_mismatch / n, float(loss_sum) / n, correct / n)
 
 
 def last_layer_collapse(weight: torch.Tensor, stats: EmbeddingStats, ncc_mismatch: float):
@@ -126,9 +142,9 @@ def measure_run(
     last layer; train/test accuracy and loss) and the float64 spectrum of every layer.
     """
     model.eval()
-    train_loss, train_acc = evaluate(model, data.train_x, data.train_y, batch, loss)
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, batch, loss)
-    stats, grads, ncc_mismatch = layer_statistics(model, data, batch, loss)
+    statistics = layer_statistics(model, data, batch, loss)
+    stats, grads = statistics.embeddings, statistics.gradients
     layers = measured_layers(model)
     rows, spectra = [], {}
     for index, (name, layer) in enumerate(layers):
@@ -146,7 +162,7 @@ def measure_run(
             len(data.train_y),
         )
         collapse = (
-            last_layer_collapse(layer.weight, stats[name], ncc_mismatch)
+            last_layer_collapse(layer.weight, stats[name], statistics.ncc_mismatch)
             if index == len(layers) - 1
             else {}
         )
@@ -161,8 +177,8 @@ def measure_run(
                 **variability,
                 **bound,
                 **collapse,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
+                "train_loss": statistics.train_loss,
+                "train_acc": statistics.train_acc,
                 "test_loss": test_loss,
                 "test_acc": test_acc,
             }

@@ -98,13 +98,27 @@ def cdnv(class_means: torch.Tensor, ss_per_class: torch.Tensor, counts: torch.Te
     return float(ratio[off].mean())
 
 
+def between_class_span(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis V (d × r) of the range of Σ_B: the right singular vectors of the
+    centred class means μ_c − μ_G whose eigenvalue of Σ_B is above pinv's cut-off for the
+    d × d matrix (d · eps · the largest). tr(Σ_W Σ_B⁺) = tr((Vᵀ Σ_W V)(Vᵀ Σ_B V)⁺), so NC1
+    needs Σ_W only in these r ≤ K directions.
+    """
+    centred = class_means - global_mean(class_means, counts)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    eigenvalues = s**2 / class_means.shape[0]
+    cutoff = max(centred.shape[1], 1) * torch.finfo(s.dtype).eps * eigenvalues.max()
+    return vh[eigenvalues > cutoff].T
+
+
 class EmbeddingStats:
     """Streaming per-class statistics of embeddings z_i ∈ R^d with labels y_i ∈ {0..K−1}.
 
     Two passes over the data: :meth:`add_to_means` accumulates class sums and counts, then
     :meth:`add_to_spread` (after :meth:`finish_means`) accumulates the quantities centred at
     the class means: TCV = Σ_i ||z_i − μ_c(i)||₂, per-class SS_c = Σ_{i∈c} ||z_i − μ_c||² and
-    the within-class scatter S_W = Σ_i (z_i − μ_c(i))(z_i − μ_c(i))ᵀ. All in float64.
+    the within-class scatter on the range of Σ_B, Vᵀ S_W V with S_W = Σ_i (z_i − μ_c(i))
+    (z_i − μ_c(i))ᵀ (r × r, r ≤ K, instead of d × d: all NC1 needs). All in float64.
     """
 
     def __init__(self, classes: int, dim: int, device: torch.device | str = "cpu"):
@@ -113,9 +127,10 @@ class EmbeddingStats:
         self.sums = torch.zeros(classes, dim, **kw)
         self.counts = torch.zeros(classes, **kw)
         self.means: torch.Tensor | None = None
+        self.span: torch.Tensor | None = None
         self.tcv = torch.zeros((), **kw)
         self.ss_per_class = torch.zeros(classes, **kw)
-        self.scatter = torch.zeros(dim, dim, **kw)
+        self.scatter_in_span: torch.Tensor | None = None
 
     def add_to_means(self, z: torch.Tensor, y: torch.Tensor) -> None:
         z = z.reshape(z.shape[0], -1).double()
@@ -127,26 +142,31 @@ class EmbeddingStats:
             missing = torch.nonzero(self.counts == 0).flatten().tolist()
             raise ValueError(f"classes {missing} have no samples; every class needs at least one")
         self.means = self.sums / self.counts[:, None]
+        self.span = between_class_span(self.means, self.counts)
+        rank = self.span.shape[1]
+        self.scatter_in_span = self.means.new_zeros(rank, rank)
 
     def add_to_spread(self, z: torch.Tensor, y: torch.Tensor) -> None:
         centred = z.reshape(z.shape[0], -1).double() - self.means[y]
         sq = (centred**2).sum(1)
         self.tcv += sq.sqrt().sum()
         self.ss_per_class.index_add_(0, y, sq)
-        self.scatter += centred.T @ centred
+        projected = centred @ self.span
+        self.scatter_in_span += projected.T @ projected
 
     def summary(self) -> dict[str, float]:
         """TCV, SS_W, SS_total, SS_W/SS_total, NC1 and CDNV of the accumulated embeddings."""
-        means, counts = self.means.cpu(), self.counts.cpu()
+        means, counts, span = self.means.cpu(), self.counts.cpu(), self.span.cpu()
         ss_w = float(self.ss_per_class.sum())
         ss_t = ss_w + ss_between(means, counts)
-        within_cov = self.scatter.cpu() / counts.sum()
+        within_cov = self.scatter_in_span.cpu() / counts.sum()
+        between_cov = span.T @ between_class_covariance(means, counts) @ span
         return {
             "tcv": float(self.tcv),
             "ss_within": ss_w,
             "ss_total": ss_t,
             "ss_ratio": ss_ratio(ss_w, ss_t),
-            "nc1": nc1(within_cov, between_class_covariance(means, counts), self.classes),
+            "nc1": nc1(within_cov, between_cov, self.classes),
             "cdnv": cdnv(means, self.ss_per_class.cpu(), counts),
         }
 

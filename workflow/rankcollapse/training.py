@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +103,24 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+@functools.cache
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory in the heap up to 1 GiB, instead of handing each large
+    block back to the OS on free (a step's gradients and activations are freed and allocated
+    again every step; every hand-back costs page faults on the next step, up to a quarter of
+    a CPU step's time at width 1024). Linux only; elsewhere nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_trim_threshold, 1 << 30)
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
+
+
 def objective_gradient(
     model: nn.Module, data: Features, loss: dict, wd: float, chunk: int = 4096
 ) -> tuple[float, float, float]:
@@ -146,13 +167,14 @@ def train_run(
     opt_cfg, wd = spec["optimizer"], spec["weight_decay"]
     loss = loss_spec(spec)
     gen = seed_everything(spec["seed"], device)
+    keep_freed_memory()
     model = build_model(spec["model"], data.in_shape, data.classes).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=opt_cfg["lr"],
         momentum=opt_cfg["momentum"],
         weight_decay=wd,
-        foreach=True,
+        fused=True,  # one kernel for the whole update: a CPU step's update is memory-bound
     )
     n, batch = data.train_x.shape[0], opt_cfg["batch_size"]
     steps_per_epoch = math.ceil(n / batch)

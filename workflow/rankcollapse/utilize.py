@@ -241,7 +241,7 @@ def finetune(
     g = torch.Generator(device=data.train_x.device).manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, fused=True
     )
     n = len(data.train_y)
     total, step, history = epochs * math.ceil(n / batch_size), 0, []
