@@ -9,6 +9,7 @@ Parts (targets in brackets):
   train    samples/s of our training loop / a plain torchvision DataLoader loop   [>= 5x]
   flops    achieved training FLOP/s / the device's fp32 matmul peak, MLP widths 256, 512,
            1024 and the default study's ViT at batch 128                [>= 60%, width>=512]
+           on a CPU at a training job's threads (config/config.yaml) and at --threads
            (also shown for MLPs: FLOP/s of the step's bare matrix products)
   measure  the measure step's time / one training run's time (default study)     [<= 5%]
            and its peak memory above the loaded data at two sample counts        [no growth]
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from rankcollapse import data  # noqa: E402
 from rankcollapse.extract import measure_run  # noqa: E402
 from rankcollapse.losses import per_sample_loss  # noqa: E402
@@ -69,9 +71,8 @@ def report(name: str, ratio: float, target: str, met: bool, **figures) -> None:
     raw = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()
     )
-    print(
-        f"{name:<34} ratio {ratio:8.3f}  target {target:<10} {'MET' if met else 'NOT MET'}  ({raw})"
-    )
+    verdict = "" if target == "-" else "MET" if met else "NOT MET"
+    print(f"{name:<40} ratio {ratio:8.3f}  target {target:<10} {verdict}  ({raw})")
 
 
 def mlp_model(width: int, depth: int = 4) -> dict:
@@ -208,10 +209,12 @@ def bare_matmul_flops(dims: list[int], device: torch.device, steps: int = 50) ->
     return flops / min(_timed(step, device) for _ in range(steps))
 
 
-def part_flops(features: Features) -> None:
+def part_flops(features: Features, threads: int) -> None:
     """Each model's best epoch against the best matmul peak measured around all of them
-    (before and after each), so that a slow spell of a shared machine lowers no ratio.
+    (before and after each), so that a slow spell of a shared machine lowers no ratio; both
+    at ``threads`` CPU threads.
     """
+    torch.set_num_threads(threads)
     device = features.train_x.device
     models = {f"width {w}": mlp_model(w) for w in (256, 512, 1024)} | {"ViT": VIT}
     peaks, rates = [matmul_peak(device)], {}
@@ -219,6 +222,7 @@ def part_flops(features: Features) -> None:
         rates[name] = ours_samples_per_second(features, model, epochs=2)
         peaks.append(matmul_peak(device))
     peak = max(peaks)
+    on = f"{threads} thread{'s' if threads > 1 else ''}" if device.type == "cpu" else device.type
     for name, model in models.items():
         achieved = rates[name] * training_flops_per_sample(model, features)
         ratio = achieved / peak
@@ -228,7 +232,7 @@ def part_flops(features: Features) -> None:
             dims = [784] + [model["width"]] * (model["depth"] - 1) + [10]
             figures["bare_gemm_gflops"] = bare_matmul_flops(dims, device) / 1e9
         report(
-            f"flops: {name} / matmul peak",
+            f"flops: {name}, {on} / peak",
             ratio,
             ">= 0.6" if gated else "-",
             ratio >= 0.6 or not gated,
@@ -372,7 +376,12 @@ def main() -> None:
     if "train" in args.parts:
         part_train(raw, on_device)
     if "flops" in args.parts:
-        part_flops(on_device)
+        # A training job's threads in the default config (--cores N runs N such jobs side by
+        # side), then all of this machine's threads on one job.
+        job_threads = yaml.safe_load((REPO / "config/config.yaml").read_text())["threads"]["train"]
+        for threads in sorted({job_threads, args.threads}) if device.type == "cpu" else [1]:
+            part_flops(on_device, threads)
+        torch.set_num_threads(args.threads)
     if "measure" in args.parts:  # measures run on the CPU whatever the training device
         part_measure(raw, features)
     if "plan" in args.parts:
