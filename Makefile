@@ -25,7 +25,7 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 test: setup ## the whole test suite (unit tests, lint, workflow smoke run)
 	$(BIN)/python -m pytest
 
-bench: setup ## performance benchmark with ratios (not part of the tests; about an hour)
+bench: setup ## performance benchmark with ratios (not part of the tests; about 1.5 hours)
 	$(BIN)/python benchmarks/benchmark.py $(BENCH_ARGS)
 
 lint: setup

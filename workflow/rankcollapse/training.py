@@ -107,8 +107,8 @@ def seed_everything(seed: int, device: torch.device) -> torch.Generator:
 def keep_freed_memory() -> None:
     """Have glibc keep freed memory in the heap up to 1 GiB, instead of handing each large
     block back to the OS on free (a step's gradients and activations are freed and allocated
-    again every step; every hand-back costs page faults on the next step, up to a quarter of
-    a CPU step's time at width 1024). Linux only; elsewhere nothing changes.
+    again every step; every hand-back costs page faults on the next step, a fifth of a CPU
+    step's time at width 512). Linux only; elsewhere nothing changes.
     """
     if not sys.platform.startswith("linux"):
         return
