@@ -80,12 +80,13 @@ def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict) -
     stats: dict[str, EmbeddingStats] = {}
     grads: dict[str, GradientStats] = {}
     batches = list(zip(data.train_x.split(batch), data.train_y.split(batch), strict=True))
-    loss_sum, correct = torch.zeros((), dtype=torch.float64), 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.train_x.device)
+    correct = 0
     with capture(layers) as (inputs, outputs):
         with torch.no_grad():
             for xb, yb in batches:
                 out = model(xb)
-                loss_sum += per_sample_loss(out, yb, **loss).sum().double().cpu()
+                loss_sum += per_sample_loss(out, yb, **loss).sum().double()
                 correct += int((out.argmax(1) == yb).sum())
                 for name, module in layers:
                     z, _, y_rows = as_rows(module, inputs[name], outputs[name], yb)
