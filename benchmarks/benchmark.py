@@ -43,16 +43,8 @@ from rankcollapse.training import Features, loss_spec, to_features, train_run  #
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 CPU = torch.device("cpu")
-VIT = {
-    "arch": "vit",
-    "depth": 2,
-    "width": 128,
-    "dim": 64,
-    "heads": 4,
-    "patch_size": 7,
-    "pool": "cls",
-    "bias": True,
-}
+DEFAULT_CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+VIT = DEFAULT_CONFIG["studies"]["mnist_vit"]["model"]
 BATCH = 128
 OPTIMIZER = {
     "lr": 0.05,
@@ -378,7 +370,7 @@ def main() -> None:
     if "flops" in args.parts:
         # A training job's threads in the default config (--cores N runs N such jobs side by
         # side), then all of this machine's threads on one job.
-        job_threads = yaml.safe_load((REPO / "config/config.yaml").read_text())["threads"]["train"]
+        job_threads = DEFAULT_CONFIG["threads"]["train"]
         for threads in sorted({job_threads, args.threads}) if device.type == "cpu" else [1]:
             part_flops(on_device, threads)
         torch.set_num_threads(args.threads)
