@@ -276,7 +276,7 @@ def test_a_failing_notebook_is_kept_with_its_traceback_and_named(tmp_path):
     assert done.returncode != 0
     log = (tmp_path / "results/logs/figure/tiny/rank_vs_weight_decay.log").read_text()
     assert 'Exception encountered at "In [' in log and "KeyError" in log
-    assert "figure notebook" in log and "notebooks/rank_vs_weight_decay.py failed" in log
+    assert "figure notebook notebooks/rank_vs_weight_decay.py failed" in log
     kept = tmp_path / "results/logs/figure/tiny/rank_vs_weight_decay.ipynb"
     assert "kept at" in log and str(kept.relative_to(tmp_path)) in log
     cells = json.loads(kept.read_text())["cells"]

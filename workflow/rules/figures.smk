@@ -9,7 +9,7 @@ PAPERMILL = (
     " {output.template:q} {log.executed:q}"
     " || {{ printf 'figure notebook %s failed in the cell named above; the executed"
     " notebook, with the traceback under that cell, is kept at %s\\n'"
-    " {input.notebook:q} {log.executed:q}; exit 1; }})"
+    ' "notebooks/$(basename {input.notebook:q})" {log.executed:q}; exit 1; }})'
     " && cp {log.executed:q} {output.notebook:q}) > {log.log:q} 2>&1"
 )
 
