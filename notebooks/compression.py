@@ -12,8 +12,9 @@
 # Every layer whose utilized rank r saves parameters (r (d_in + d_out) < d_in d_out) is
 # replaced by two layers of inner width r: data-driven (factors of P_T W P_S) or plain SVD
 # (factors of the rank-r truncation of W, the same ranks). Test accuracy before (open markers)
-# and after (filled) the same fine-tuning, one point per run and compression energy; the grey
-# line is the uncompressed accuracy (mean over runs), the numbers beside points the λ.
+# and after (filled) the same fine-tuning, one point per run and compression energy; below, for a
+# sweep of several λ, the accuracy after fine-tuning against λ. The grey line is the uncompressed accuracy (mean over
+# runs).
 
 # %% tags=["parameters"]
 study = "tiny"
@@ -38,11 +39,20 @@ datasets = sorted(rows["dataset"].unique())
 colours = dict(zip(["data-driven", "plain SVD"], sns.color_palette("colorblind", 2), strict=True))
 
 # %%
-fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
-for ax, dataset in zip(axes[0], datasets, strict=True):
+# The panel against λ only for a sweep of several λ.
+sweep = rows["weight_decay"].nunique() > 1
+fig, axes = plt.subplots(
+    1 + sweep,
+    len(datasets),
+    figsize=(4.2 * len(datasets), 6.6 if sweep else 3.6),
+    squeeze=False,
+    layout="constrained",
+)
+for column, dataset in enumerate(datasets):
     sub = rows[rows["dataset"] == dataset]
+    top = axes[0][column]
     for (method, stage), group in sub.groupby(["method", "stage"]):
-        ax.scatter(
+        top.scatter(
             group["param_fraction"],
             group["test_acc"],
             label=f"{method}, {stage} fine-tuning",
@@ -51,15 +61,31 @@ for ax, dataset in zip(axes[0], datasets, strict=True):
             marker="o" if method == "data-driven" else "s",
             s=36,
         )
-    after = sub[(sub["method"] == "data-driven") & (sub["stage"] == "after")]
-    for r in after.itertuples():
-        ax.annotate(f"{r.weight_decay:g}", (r.param_fraction, r.test_acc), fontsize=6)
-    ax.axhline(sub["original_test_acc"].mean(), color="0.5", linestyle="--", linewidth=0.8)
-    ax.set_title(dataset)
-    ax.set_xlabel("fraction of parameters kept")
-    ax.set_ylabel("test accuracy")
+    top.axhline(sub["original_test_acc"].mean(), color="0.5", linestyle="--", linewidth=0.8)
+    top.set_ylabel("test accuracy")
+    top.set_title(dataset)
+    top.set_xlabel("fraction of parameters kept")
+    if not sweep:
+        continue
+    # Below: accuracy after fine-tuning against λ, one line per method and energy.
+    bottom = axes[1][column]
+    after = sub[sub["stage"] == "after"].sort_values("weight_decay")
+    for (method, energy_), group in after.groupby(["method", "energy"]):
+        bottom.plot(
+            group["weight_decay"],
+            group["test_acc"],
+            label=f"{method}, e = {energy_:g}",
+            color=colours[method],
+            marker="o" if method == "data-driven" else "s",
+            linestyle="-" if energy_ == after["energy"].max() else ":",
+        )
+    bottom.axhline(sub["original_test_acc"].mean(), color="0.5", linestyle="--", linewidth=0.8)
+    bottom.set_ylabel("test accuracy")
+    plotting.wd_axis(bottom, after["weight_decay"].unique())
 axes[0][-1].legend(fontsize=7, loc="lower right")
-fig.suptitle(f"{study}: compression to the utilized rank", y=1.03)
+if sweep:
+    axes[1][-1].legend(fontsize=7, loc="lower left")
+fig.suptitle(f"{study}: compression to the utilized rank")
 plotting.save(fig, pdf, png, left_out)
 table = rows.pivot_table(
     index=["dataset", "weight_decay", "energy", "param_fraction"],
