@@ -1,7 +1,7 @@
 """Performance benchmark: each figure side by side with its baseline, in one process, as a ratio.
 
     python benchmarks/benchmark.py                  # all five parts (about 1.5 hours on 2 cores)
-    python benchmarks/benchmark.py --parts train flops measure plan      # about 5 minutes
+    python benchmarks/benchmark.py --parts train flops measure plan      # about 8 minutes
     python benchmarks/benchmark.py --parts train flops --device cuda     # on a GPU
     python benchmarks/benchmark.py --main-config tests/configs/tiny.yaml --parts cores
 

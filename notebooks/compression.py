@@ -12,9 +12,9 @@
 # Every layer whose utilized rank r saves parameters (r (d_in + d_out) < d_in d_out) is
 # replaced by two layers of inner width r: data-driven (factors of P_T W P_S) or plain SVD
 # (factors of the rank-r truncation of W, the same ranks). Test accuracy before (open markers)
-# and after (filled) the same fine-tuning, one point per run and compression energy; below, for a
-# sweep of several λ, the accuracy after fine-tuning against λ. The grey line is the uncompressed accuracy (mean over
-# runs).
+# and after (filled) the same fine-tuning, one point per run and compression energy; below, for
+# a sweep of several λ, the accuracy after fine-tuning against λ. The grey line is the
+# uncompressed accuracy (mean over runs).
 
 # %% tags=["parameters"]
 study = "tiny"
