@@ -74,6 +74,40 @@ def test_full_batch_phase_approaches_a_stationary_point():
     assert residuals[-1] < residuals[1] / 10
 
 
+# Each of these reads a tensor's value on the host: on a GPU, a wait for all queued work.
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
+
+
+def host_reads(monkeypatch, run: dict, data) -> int:
+    count = 0
+
+    def counting(original):
+        def read(*args, **kwargs):
+            nonlocal count
+            count += 1
+            return original(*args, **kwargs)
+
+        return read
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    train_run(run, data, CPU, log=lambda _: None)
+    monkeypatch.undo()
+    return count
+
+
+def test_steps_read_nothing_on_the_host(monkeypatch):
+    """Host reads come with the history records only: four times the SGD steps per epoch and
+    the full-batch steps per record read no more.
+    """
+    data = clusters(n=128)
+    few = spec(epochs=2, batch_size=32, full_batch_steps=3, residual_every=3)
+    many = spec(epochs=2, batch_size=8, full_batch_steps=12, residual_every=12)
+    reads = [host_reads(monkeypatch, run, data) for run in (few, many)]
+    assert reads[0] > 0  # the records read the losses they write
+    assert reads[1] == reads[0]
+
+
 def test_mse_training_uses_the_summed_squared_error():
     run = spec()
     run["loss"], run["target_scale"] = "mse", 2.0

@@ -121,12 +121,11 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
 
 
-def objective_gradient(
-    model: nn.Module, data: Features, loss: dict, wd: float, chunk: int = 4096
-) -> tuple[float, float, float]:
-    """Full-batch mean loss, ||∇F|| with F = mean loss + (λ/2) Σ ||θ||², and ||∇F|| / ||λθ||.
-
-    Leaves the gradient of the mean loss in each parameter's ``.grad``.
+def full_batch_gradient(
+    model: nn.Module, data: Features, loss: dict, chunk: int = 4096
+) -> torch.Tensor:
+    """Full-batch mean loss (1/N) Σ_i ℓ_i, a tensor left on the device (no host
+    synchronisation), and its gradient left in each parameter's ``.grad``.
     """
     model.zero_grad(set_to_none=True)
     n = data.train_x.shape[0]
@@ -135,12 +134,21 @@ def objective_gradient(
         batch_loss = per_sample_loss(model(x), y, **loss).sum() / n
         batch_loss.backward()
         total += batch_loss.detach()
+    return total
+
+
+def stationarity(
+    model: nn.Module, mean_loss: torch.Tensor, wd: float
+) -> tuple[float, float, float]:
+    """Mean loss, ||∇F|| with F = mean loss + (λ/2) Σ ||θ||², and ||∇F|| / ||λθ||, read on the
+    host from the gradient that ``full_batch_gradient`` left in ``.grad``.
+    """
     with torch.no_grad():
         params = [p for p in model.parameters() if p.grad is not None]
         grad = torch.sqrt(sum(((p.grad + wd * p) ** 2).sum() for p in params))
         decay = wd * torch.sqrt(sum((p**2).sum() for p in params))
     rel = float(grad / decay) if wd > 0 else float("nan")
-    return float(total), float(grad), rel
+    return float(mean_loss), float(grad), rel
 
 
 def loss_spec(spec: dict) -> dict:
@@ -190,7 +198,7 @@ def train_run(
             log(f"resumed from {checkpointing.path}: {result.resumed_from}")
 
     def record(phase: str, epoch: int, lr: float, seconds: float, extra: dict) -> bool:
-        full_loss, grad, rel = objective_gradient(model, data, loss, wd)
+        full_loss, grad, rel = stationarity(model, full_batch_gradient(model, data, loss), wd)
         row = {
             "phase": phase,
             "epoch": epoch,
@@ -254,7 +262,7 @@ def train_run(
     every = max(1, opt_cfg["residual_every"])
     start = time.perf_counter()
     for k in range(progress["full_batch"] + 1, steps + 1):
-        objective_gradient(model, data, loss, wd)
+        full_batch_gradient(model, data, loss)  # no host synchronisation between records
         with torch.no_grad():
             for p in model.parameters():
                 p -= lr * (p.grad + wd * p)
