@@ -195,10 +195,9 @@ def bare_matmul_flops(dims: list[int], device: torch.device, steps: int = 50) ->
             if i:
                 g = g @ weights[i]
 
-    step()
-    macs = [d_in * d_out for d_in, d_out in zip(dims[:-1], dims[1:], strict=True)]
-    flops = BATCH * (4 * sum(macs) + 2 * sum(macs[1:]))
-    return flops / min(_timed(step, device) for _ in range(steps))
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / min(_timed(step, device) for _ in range(steps))
 
 
 def part_flops(features: Features, threads: int) -> None:
