@@ -34,16 +34,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
-from rankcollapse import data  # noqa: E402
-from rankcollapse.extract import measure_run  # noqa: E402
-from rankcollapse.losses import per_sample_loss  # noqa: E402
+from rankcollapse.config import load_config_file, validate_config  # noqa: E402
+from rankcollapse.features import Features, to_features  # noqa: E402
+from rankcollapse.fetch_raw import acquire  # noqa: E402
+from rankcollapse.losses import loss_spec, per_sample_loss  # noqa: E402
+from rankcollapse.measure import measure_run  # noqa: E402
 from rankcollapse.models import build_model, mlp  # noqa: E402
-from rankcollapse.training import Features, loss_spec, to_features, train_run  # noqa: E402
+from rankcollapse.readers import load_mnist_like  # noqa: E402
+from rankcollapse.train import train_run  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 CPU = torch.device("cpu")
-DEFAULT_CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+# The default study with the schema's defaults filled in, as the workflow reads it.
+DEFAULT_CONFIG = load_config_file(REPO / "config/config.yaml")
+validate_config(DEFAULT_CONFIG, REPO / "workflow/schemas/config.schema.yaml")
 VIT = DEFAULT_CONFIG["studies"]["mnist_vit"]["model"]
 BATCH = 128
 OPTIMIZER = {
@@ -86,12 +90,12 @@ def spec(model: dict, epochs: int, wd: float = 1e-4) -> dict:
 def mnist_raw(root: Path) -> Path:
     """The verified raw MNIST files, fetched as the workflow fetches them."""
     dest = root / "mnist"
-    data.fetch_raw("mnist", dest, mirror=None, download=True, offline=True, log=lambda _: None)
+    acquire("mnist", dest, mirror=None, download=True, offline=True, log=lambda _: None)
     return dest
 
 
 def mnist_features(raw: Path, device: torch.device) -> Features:
-    return to_features(data.load_mnist_like(raw), device)
+    return to_features(load_mnist_like(raw), device)
 
 
 def ours_samples_per_second(features: Features, model: dict, epochs: int) -> float:
@@ -168,7 +172,7 @@ def training_flops_per_sample(model: dict, features: Features) -> float:
     net = build_model(model, features.in_shape, features.classes).to(features.train_x.device)
     x, y = features.train_x[:BATCH], features.train_y[:BATCH]
     with FlopCounterMode(display=False) as counter:
-        per_sample_loss(net(x), y, "cross_entropy").mean().backward()
+        per_sample_loss(net(x), y, "cross_entropy", 1.0).mean().backward()
     return counter.get_total_flops() / BATCH
 
 
@@ -235,12 +239,12 @@ def part_flops(features: Features, threads: int) -> None:
 MEASURE_CHILD = """
 import json, resource, sys, time, torch
 sys.path.insert(0, {workflow!r})
-from rankcollapse import data
+from rankcollapse.features import Features, to_features
+from rankcollapse.measure import measure_run
 from rankcollapse.models import mlp
-from rankcollapse.training import Features, to_features
-from rankcollapse.extract import measure_run
+from rankcollapse.readers import load_mnist_like
 torch.set_num_threads({threads})
-f = to_features(data.load_mnist_like({raw!r}), torch.device("cpu"))
+f = to_features(load_mnist_like({raw!r}), torch.device("cpu"))
 n = {n}
 f = Features(f.train_x[:n].clone(), f.train_y[:n].clone(), f.test_x, f.test_y, f.classes)
 model = mlp(784, 10, 4, 256, False)

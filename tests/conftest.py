@@ -5,6 +5,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+# Helpers shared by the tests: factories, workflow_runner, slurm_cluster.
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from factories import clusters, run_spec
 from rankcollapse import checkpoint
-from rankcollapse.training import Checkpointing, train_run
+from rankcollapse.train import Checkpointing, train_run
 
 CPU = torch.device("cpu")
 
@@ -66,9 +66,9 @@ def test_an_interrupted_run_resumes_bitwise(tmp_path, kill_at, every, resumed_fr
 def test_a_checkpoint_of_another_config_is_not_reused(tmp_path):
     data, path = clusters(), tmp_path / "checkpoint.safetensors"
     with pytest.raises(Killed):
-        train_run(run_spec(wd=1e-3), data, CPU, killer("sgd 3:"), Checkpointing(path))
+        train_run(run_spec(wd=1e-3), data, CPU, killer("sgd 3:"), Checkpointing(path, 1))
     lines = []
-    other = train_run(run_spec(wd=2e-3), data, CPU, lines.append, Checkpointing(path))
+    other = train_run(run_spec(wd=2e-3), data, CPU, lines.append, Checkpointing(path, 1))
     assert other.resumed_from == ""
     assert any("belongs to config" in line and "starting afresh" in line for line in lines)
     assert_bitwise_equal(state(other), state(train_run(run_spec(wd=2e-3), data, CPU, print)))
@@ -77,10 +77,10 @@ def test_a_checkpoint_of_another_config_is_not_reused(tmp_path):
 def test_an_unreadable_checkpoint_means_a_fresh_start(tmp_path):
     spec, data, path = run_spec(), clusters(), tmp_path / "checkpoint.safetensors"
     with pytest.raises(Killed):
-        train_run(spec, data, CPU, killer("sgd 3:"), Checkpointing(path))
+        train_run(spec, data, CPU, killer("sgd 3:"), Checkpointing(path, 1))
     path.write_bytes(path.read_bytes()[:100])
     lines = []
-    fresh = train_run(spec, data, CPU, lines.append, Checkpointing(path))
+    fresh = train_run(spec, data, CPU, lines.append, Checkpointing(path, 1))
     assert fresh.resumed_from == "" and any("is unreadable" in line for line in lines)
     assert_bitwise_equal(state(fresh), state(train_run(spec, data, CPU, print)))
 

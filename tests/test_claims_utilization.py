@@ -3,17 +3,11 @@
 import math
 
 import pandas as pd
-from rankcollapse.claims import evaluate_claims
-from rankcollapse.claims_utilization import (
-    DEFAULT_THRESHOLDS,
-    claim_u1,
-    claim_u2,
-    claim_u3,
-    claim_u4,
-    claim_u5,
-)
+from factories import as_written, claims_defaults
+from rankcollapse.claims import evaluate_claims, utilization
 
-T = {**DEFAULT_THRESHOLDS, "utilization_energy": 0.99}
+claim_u1, claim_u2, claim_u3, claim_u4, claim_u5 = map(as_written, utilization.CLAIMS)
+T = {**claims_defaults(), "utilization_energy": 0.99}
 WDS = (0.0, 1e-4, 1e-3, 1e-2)
 
 
@@ -137,7 +131,7 @@ def test_u_claims_follow_c_claims_only_with_a_utilization_table():
             "train_acc": [1.0],
         }
     )
-    ids = [c["id"] for c in evaluate_claims(layers, {})]
+    ids = [c["id"] for c in evaluate_claims(layers, T)]
     assert ids == ["C1", "C2", "C3", "C4", "C5"]
     claims = evaluate_claims(layers, T, utilization_table(), compression_table())
     assert [c["id"] for c in claims][5:] == ["U1", "U2", "U3", "U4", "U5"]

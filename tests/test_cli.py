@@ -7,20 +7,29 @@ import subprocess
 
 import pytest
 from factories import run_spec
-from rankcollapse import data
-from workflow_runner import cli
+from rankcollapse import files
+from rankcollapse.synthetic import gaussian_clusters
+from workflow_runner import cli, run_files, train_command
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     dataset = root / "blobs.safetensors"
-    tensors = data.gaussian_clusters(classes=3, dim=5, per_class=20, test_per_class=5, std=0.3)
-    data.save_dataset(tensors, dataset, {})
+    tensors = gaussian_clusters(
+        classes=3,
+        dim=5,
+        per_class=20,
+        test_per_class=5,
+        std=0.3,
+        clusters_per_class=1,
+        separation=1.0,
+        seed=0,
+    )
+    files.save_tensors(dataset, tensors)
     spec = json.dumps({**run_spec(epochs=2), "study": "s", "dataset": {"name": "blobs"}})
     run = root / "run"
-    job = cli("train", "--spec", spec, "--data", str(dataset), "--out-dir", str(run))
-    assert job.wait() == 0
+    assert cli(*train_command(spec, dataset, run, 1)).wait() == 0
     return dataset, spec, run
 
 
@@ -40,7 +49,7 @@ def assert_clear_error(job: subprocess.Popen, path) -> None:
 def test_a_truncated_dataset_stops_training_clearly(trained, tmp_path):
     dataset, spec, _ = trained
     bad = truncated_copy(dataset, tmp_path)
-    args = ["train", "--spec", spec, "--data", str(bad), "--out-dir", str(tmp_path / "run")]
+    args = train_command(spec, bad, tmp_path / "run", 1)
     assert_clear_error(cli(*args, stderr=subprocess.PIPE), bad)
 
 
@@ -48,7 +57,8 @@ def test_truncated_weights_stop_measuring_clearly(trained, tmp_path):
     dataset, _, run = trained
     (tmp_path / "metadata.json").write_text((run / "metadata.json").read_text())
     bad = truncated_copy(run / "model.safetensors", tmp_path)
-    args = ["measure", "--run-dir", str(tmp_path), "--data", str(dataset)]
+    args = ["measure", *run_files(dataset, tmp_path)]
     args += ["--layers", str(tmp_path / "l.parquet"), "--spectra", str(tmp_path / "s.st")]
+    args += ["--eps", "0.01", "--batch-size", "100", "--threads", "1"]
     assert_clear_error(cli(*args, stderr=subprocess.PIPE), bad)
     assert not (tmp_path / "l.parquet").exists()

@@ -9,7 +9,7 @@ def test_cross_entropy_per_sample():
     expected = torch.tensor(
         [torch.log(torch.tensor(2.0)), 2 + torch.log1p(torch.exp(torch.tensor(-2.0)))]
     )
-    assert torch.allclose(per_sample_loss(out, y, "cross_entropy"), expected)
+    assert torch.allclose(per_sample_loss(out, y, "cross_entropy", 1.0), expected)
 
 
 def test_mse_is_half_the_squared_distance_to_the_scaled_one_hot_target():
@@ -21,4 +21,4 @@ def test_mse_is_half_the_squared_distance_to_the_scaled_one_hot_target():
 
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="mse"):
-        per_sample_loss(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), "hinge")
+        per_sample_loss(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), "hinge", 1.0)

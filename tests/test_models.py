@@ -1,6 +1,7 @@
 import pytest
 import torch
-from rankcollapse.models import as_rows, build_model, measured_layers, mlp
+from rankcollapse.layers import layer_kind, measured_layers, utilized_layers
+from rankcollapse.models import build_model, mlp
 
 MLP = {"arch": "mlp", "depth": 4, "width": 32, "bias": False, "channels": [4]}
 CNN = {"arch": "cnn", "depth": 4, "width": 16, "bias": False, "channels": [4, 6]}
@@ -25,18 +26,6 @@ def test_cnn_measures_convolutions_and_linear_layers():
         build_model(CNN, (64,), 10)
 
 
-def test_conv_rows_are_patches_mapped_by_the_matricised_kernel():
-    torch.manual_seed(0)
-    conv = build_model(CNN, (3, 8, 8), 2)[0]
-    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
-    out = conv(x)
-    z_rows, h_rows, y_rows = as_rows(conv, x, out, y)
-    assert z_rows.shape == (2 * 64, 27) and h_rows.shape == (2 * 64, 4)
-    assert y_rows.tolist() == [0] * 64 + [1] * 64
-    w = conv.weight.reshape(4, -1)
-    assert torch.allclose(z_rows @ w.T, h_rows, atol=1e-5)
-
-
 VIT = {
     "arch": "vit",
     "depth": 2,
@@ -59,8 +48,6 @@ def test_vit_shapes_and_measured_layers(pool):
     # patch embedding, 2 blocks × (qkv, proj, fc1, fc2), head
     shapes = [tuple(m.weight.shape) for _, m in layers]
     assert shapes == [(16, 16)] + [(48, 16), (16, 16), (24, 16), (16, 24)] * 2 + [(3, 16)]
-    from rankcollapse.utilize import layer_kind, utilized_layers
-
     used = utilized_layers(model)
     assert [layer_kind(path, m) for _, path, m in used] == ["qkv", "proj", "fc1", "fc2"] * 2
     assert [name for name, _, _ in used] == [f"layer{i}" for i in range(2, 10)]
@@ -68,12 +55,3 @@ def test_vit_shapes_and_measured_layers(pool):
         build_model({**VIT, "patch_size": 3}, (1, 8, 8), 3)
     with pytest.raises(ValueError, match="multiple of model.heads"):
         build_model({**VIT, "heads": 3}, (1, 8, 8), 3)
-
-
-def test_token_rows_are_labelled_with_their_sample():
-    layer = torch.nn.Linear(6, 5, bias=False)
-    z, y = torch.randn(2, 3, 6), torch.tensor([1, 0])
-    z_rows, h_rows, y_rows = as_rows(layer, z, layer(z), y)
-    assert z_rows.shape == (6, 6) and h_rows.shape == (6, 5)
-    assert y_rows.tolist() == [1, 1, 1, 0, 0, 0]
-    assert torch.allclose(z_rows @ layer.weight.T, h_rows)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from rankcollapse.config import dataset_spec, run_spec, validate_config
-from workflow_runner import ENV, REPO, cli, snakemake, snakemake_command
+from workflow_runner import ENV, REPO, cli, snakemake, snakemake_command, train_command
 
 CONFIG = {
     "datasets": {
@@ -56,14 +56,15 @@ def run(tmp_path_factory):
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
     data = root / "blobs.safetensors"
     spec = json.dumps(dataset_spec(config, "blobs"))
-    assert cli("prepare", "--spec", spec, "--out", str(data)).wait() == 0
+    prepare = ["prepare-dataset", "--spec", spec, "--raw=", "--mirror=", "--out", str(data)]
+    assert cli(*prepare).wait() == 0
     spec = json.dumps(run_spec(config, "resume", "blobs", "0.001", "0"))
 
-    def train_args(out_dir: Path) -> list[str]:
-        return ["train", "--spec", spec, "--data", str(data), "--out-dir", str(out_dir)]
+    def train_args(out_dir: Path, checkpoint_every: int) -> list[str]:
+        return train_command(spec, data, out_dir, checkpoint_every)
 
     reference = root / "uninterrupted"
-    assert cli(*train_args(reference), "--checkpoint-every", "0").wait() == 0
+    assert cli(*train_args(reference, 0)).wait() == 0
     return root, train_args, reference
 
 
@@ -71,7 +72,7 @@ def run(tmp_path_factory):
 def test_a_killed_training_job_resumes_bitwise(run, kill_after):
     root, train_args, reference = run
     out = root / kill_after.replace(" ", "_").rstrip(":")
-    job = cli(*train_args(out), "--checkpoint-every", "2", stdout=subprocess.PIPE)
+    job = cli(*train_args(out, 2), stdout=subprocess.PIPE)
     for line in job.stdout:
         if line.startswith(kill_after):
             time.sleep(random.Random(kill_after).uniform(0, 0.02))
@@ -80,7 +81,7 @@ def test_a_killed_training_job_resumes_bitwise(run, kill_after):
     assert job.wait() == -signal.SIGKILL
     assert not (out / "model.safetensors").exists()
     checkpointed = (out / "checkpoint.safetensors").exists()
-    resumed = cli(*train_args(out), "--checkpoint-every", "2", stdout=subprocess.PIPE)
+    resumed = cli(*train_args(out, 2), stdout=subprocess.PIPE)
     log = resumed.communicate()[0]
     assert resumed.returncode == 0, log
     # A checkpoint is written after every second record: none yet after the first epoch.

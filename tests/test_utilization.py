@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from rankcollapse.layers import input_rows
+from rankcollapse.statistics import SecondMoment
 from rankcollapse.utilization import (
-    SecondMoment,
     energy_rank,
     factorize,
-    input_rows,
     output_error_terms,
     parameter_count,
     project_layer,
@@ -41,11 +41,6 @@ def moment_of(x: torch.Tensor, batch=64) -> torch.Tensor:
         moment.add(rows)
     assert moment.count == x.shape[0]
     return moment.matrix
-
-
-def test_second_moment_streams_to_xtx():
-    x = torch.randn(100, 7, dtype=torch.float64)
-    assert torch.allclose(moment_of(x, batch=13), x.T @ x)
 
 
 def test_energy_rank_by_hand():
@@ -186,12 +181,6 @@ def test_factorized_convolution_equals_its_matrix():
     # the matrix view: rows are patches, y = W x per position
     rows = input_rows(conv, images)
     assert rows.shape == (4 * 36, 27)
-
-
-def test_tokens_are_samples_of_a_linear_layer():
-    layer = torch.nn.Linear(8, 4)
-    tokens = torch.randn(5, 7, 8)
-    assert input_rows(layer, tokens).shape == (35, 8)
 
 
 def test_saves_parameters_only_below_the_break_even_rank():

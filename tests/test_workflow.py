@@ -8,7 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 from rankcollapse.config import spec_hash
-from workflow_runner import REPO, cli, snakemake
+from workflow_runner import REPO, cli, run_files, snakemake
 
 FIGURES = [
     "rank_vs_weight_decay",
@@ -132,10 +132,11 @@ def test_utilization_and_compression_tables(tiny_run):
 def test_compression_at_searched_energies_through_the_command_line(tiny_run):
     run = tiny_run / "results/runs/tiny/clusters_a/wd~0.001/seed~0"
     out = tiny_run / "search.parquet"
-    args = ["compress", "--run-dir", str(run)]
-    args += ["--data", str(tiny_run / "results/data/clusters_a.safetensors")]
+    args = ["compress", *run_files(tiny_run / "results/data/clusters_a.safetensors", run)]
     args += ["--moments", str(run / "moments.safetensors"), "--energy", "search"]
-    args += ["--out", str(out), "--finetune-epochs", "1", "--search-energies", "0.9", "0.99"]
+    args += ["--table", str(out), "--finetune-epochs", "1", "--finetune-lr", "0.01"]
+    args += ["--search-energies-list", "0.9", "0.99", "--tolerance", "0.005"]
+    args += ["--batch-size", "2000", "--device", "cpu", "--threads", "1"]
     job = cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = job.communicate()
     assert job.returncode == 0, stderr[-3000:]

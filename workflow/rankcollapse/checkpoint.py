@@ -10,12 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from .files import write_atomic
+from .files import DataError, load_tensors, save_tensors
 
 MODEL, MOMENTUM = "model.", "momentum."
 BATCH_ORDER, GLOBAL_RNG = "rng.batch_order", "rng.torch"
@@ -50,7 +48,7 @@ def save(
         "progress": json.dumps(progress),
         "history": json.dumps(history),
     }
-    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    save_tensors(path, tensors, metadata)
 
 
 def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | None:
@@ -60,11 +58,9 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
     if not path.exists():
         return None
     try:
-        with safetensors.safe_open(str(path), framework="pt") as file:
-            metadata = file.metadata() or {}
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
+        tensors, metadata = load_tensors(path)
         progress, history = json.loads(metadata["progress"]), json.loads(metadata["history"])
-    except (safetensors.SafetensorError, OSError, KeyError, ValueError) as error:
+    except (DataError, KeyError, ValueError) as error:
         log(f"checkpoint {path} is unreadable ({error}); starting afresh")
         return None
     if metadata.get("config_hash") != config_hash:

@@ -1,9 +1,8 @@
-"""Rank and within-class-variability measures, as defined in SCIENCE.md.
+"""Rank and within-class-variability measures, as defined in docs/science.md.
 
 Spectral measures take the singular values ``s`` of a weight matrix, sorted in
 decreasing order (float64). Variability measures take per-class statistics of a
-layer's input embeddings that :class:`EmbeddingStats` accumulates in a streaming
-way, so memory does not grow with the number of samples N.
+layer's input embeddings, accumulated by :class:`rankcollapse.statistics.EmbeddingStats`.
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ import torch
 
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
-    """Full spectrum σ_1 ≥ … ≥ σ_min(m,n) of W as a 2-D matrix, computed in float64."""
-    return torch.linalg.svdvals(weight.detach().reshape(weight.shape[0], -1).double().cpu())
+    """Full spectrum σ_1 ≥ … ≥ σ_min(m,n) of W as a 2-D matrix (a convolution kernel
+    flattened per output channel), computed in float64 on W's device.
+    """
+    return torch.linalg.svdvals(weight.detach().reshape(weight.shape[0], -1).double())
 
 
 def frobenius_norm(s: torch.Tensor) -> float:
@@ -111,64 +112,24 @@ def between_class_span(class_means: torch.Tensor, counts: torch.Tensor) -> torch
     return vh[eigenvalues > cutoff].T
 
 
-class EmbeddingStats:
-    """Streaming per-class statistics of embeddings z_i ∈ R^d with labels y_i ∈ {0..K−1}.
-
-    Two passes over the data: :meth:`add_to_means` accumulates class sums and counts, then
-    :meth:`add_to_spread` (after :meth:`finish_means`) accumulates the quantities centred at
-    the class means: TCV = Σ_i ||z_i − μ_c(i)||₂, per-class SS_c = Σ_{i∈c} ||z_i − μ_c||² and
-    the within-class scatter on the range of Σ_B, Vᵀ S_W V with S_W = Σ_i (z_i − μ_c(i))
-    (z_i − μ_c(i))ᵀ (r × r, r ≤ K, instead of d × d: all NC1 needs). All in float64.
+def variability_summary(stats) -> dict[str, float]:
+    """TCV, SS_W, SS_total = SS_W + SS_B, SS_W/SS_total, NC1 and CDNV of the embeddings a
+    finished :class:`rankcollapse.statistics.EmbeddingStats` accumulated; NC1 from Σ_W and
+    Σ_B restricted to the range V of Σ_B (Vᵀ Σ_W V, Vᵀ Σ_B V).
     """
-
-    def __init__(self, classes: int, dim: int, device: torch.device | str = "cpu"):
-        kw = {"dtype": torch.float64, "device": device}
-        self.classes = classes
-        self.sums = torch.zeros(classes, dim, **kw)
-        self.counts = torch.zeros(classes, **kw)
-        self.means: torch.Tensor | None = None
-        self.span: torch.Tensor | None = None
-        self.tcv = torch.zeros((), **kw)
-        self.ss_per_class = torch.zeros(classes, **kw)
-        self.scatter_in_span: torch.Tensor | None = None
-
-    def add_to_means(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        z = z.reshape(z.shape[0], -1).double()
-        self.sums.index_add_(0, y, z)
-        self.counts += torch.bincount(y, minlength=self.classes).double()
-
-    def finish_means(self) -> None:
-        if (self.counts == 0).any():
-            missing = torch.nonzero(self.counts == 0).flatten().tolist()
-            raise ValueError(f"classes {missing} have no samples; every class needs at least one")
-        self.means = self.sums / self.counts[:, None]
-        self.span = between_class_span(self.means, self.counts)
-        rank = self.span.shape[1]
-        self.scatter_in_span = self.means.new_zeros(rank, rank)
-
-    def add_to_spread(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        centred = z.reshape(z.shape[0], -1).double() - self.means[y]
-        sq = (centred**2).sum(1)
-        self.tcv += sq.sqrt().sum()
-        self.ss_per_class.index_add_(0, y, sq)
-        projected = centred @ self.span
-        self.scatter_in_span += projected.T @ projected
-
-    def summary(self) -> dict[str, float]:
-        """TCV, SS_W, SS_total, SS_W/SS_total, NC1 and CDNV of the accumulated embeddings."""
-        means, counts, span = self.means.cpu(), self.counts.cpu(), self.span.cpu()
-        ss_w = float(self.ss_per_class.sum())
-        ss_t = ss_w + ss_between(means, counts)
-        within_cov = self.scatter_in_span.cpu() / counts.sum()
-        between_cov = span.T @ between_class_covariance(means, counts) @ span
-        return {
-            "tcv": float(self.tcv),
-            "ss_within": ss_w,
-            "ss_total": ss_t,
-            "ss_ratio": ss_ratio(ss_w, ss_t),
-            "nc1": nc1(within_cov, between_cov, self.classes),
-            "cdnv": cdnv(means, self.ss_per_class.cpu(), counts),
-        }
+    means, counts, span = stats.means.cpu(), stats.counts.cpu(), stats.span.cpu()
+    ss_w = float(stats.ss_per_class.sum())
+    ss_t = ss_w + ss_between(means, counts)
+    within_cov = stats.scatter_in_span.cpu() / counts.sum()
+    between_cov = span.T @ between_class_covariance(means, counts) @ span
+    return {
+        "tcv": float(stats.tcv),
+        "ss_within": ss_w,
+        "ss_total": ss_t,
+        "ss_ratio": ss_ratio(ss_w, ss_t),
+        "nc1": nc1(within_cov, between_cov, stats.classes),
+        "cdnv": cdnv(means, stats.ss_per_class.cpu(), counts),
+    }
 
 
 def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str, float]:
@@ -197,25 +158,6 @@ def eps_rank_column(eps: float) -> str:
     return f"rank_eps_{eps:g}"
 
 
-class GradientStats:
-    """Streaming sums over the training set of a layer's backprop errors δ_i = ∂loss_i/∂h_i
-    (h_i = W z_i the layer's pre-activation) against its inputs z_i, in float64:
-    G = Σ_i δ_i z_iᵀ, per-class D_c = Σ_{i∈c} δ_i, and max_i ||δ_i||₂.
-    """
-
-    def __init__(self, classes: int, d_in: int, d_out: int, device: torch.device | str = "cpu"):
-        kw = {"dtype": torch.float64, "device": device}
-        self.g = torch.zeros(d_out, d_in, **kw)
-        self.d = torch.zeros(classes, d_out, **kw)
-        self.delta_max = torch.zeros((), **kw)
-
-    def add(self, delta: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> None:
-        delta, z = delta.double(), z.reshape(z.shape[0], -1).double()
-        self.g += delta.T @ z
-        self.d.index_add_(0, y, delta)
-        self.delta_max = torch.maximum(self.delta_max, delta.norm(dim=1).max())
-
-
 def within_class_error(g: torch.Tensor, d: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:
     """E = Σ_i δ_i (z_i − μ_c(i))ᵀ = G − Σ_c D_c μ_cᵀ."""
     return g - d.T @ class_means
@@ -228,16 +170,18 @@ def stationarity_residual(weight: torch.Tensor, g: torch.Tensor, n: int, wd: flo
 
 def bound_summary(
     weight: torch.Tensor,
-    grads: GradientStats,
+    grads,
     class_means: torch.Tensor,
     tcv: float,
     tail: float,
     wd: float,
     n: int,
 ) -> dict[str, float]:
-    """Terms of tail_K(W) ≤ ||E||_F/(Nλ) + ||R||_F/λ and of ||E||_F ≤ max_i||δ_i|| · TCV.
+    """Terms of tail_K(W) ≤ ||E||_F/(Nλ) + ||R||_F/λ and of ||E||_F ≤ max_i||δ_i|| · TCV,
+    from the sums G, D_c and max ||δ_i|| a :class:`rankcollapse.statistics.GradientStats`
+    accumulated.
 
-    Exact at any point (SCIENCE.md): λW = −(1/N) Σ_c D_c μ_cᵀ − E/N + R, and the first term has
+    Exact at any point (docs/science.md): λW = −(1/N) Σ_c D_c μ_cᵀ − E/N + R, and the first term has
     rank ≤ K. N = ``n`` is the number of training samples the mean loss averages over.
     ``bound_holds`` is None for λ = 0, where the bound is undefined.
     """

@@ -10,7 +10,7 @@ from torch.nn import functional
 def mlp(in_dim: int, classes: int, depth: int, width: int, bias: bool) -> nn.Sequential:
     """ReLU MLP with ``depth`` linear layers: depth − 1 hidden layers of ``width``, then K outputs.
 
-    No BatchNorm: the stationarity argument of SCIENCE.md needs plain weight decay on
+    No BatchNorm: the stationarity argument of docs/science.md needs plain weight decay on
     every layer's weights.
     """
     if depth < 1:
@@ -144,44 +144,12 @@ def build_model(arch: dict, in_shape: tuple[int, ...], classes: int) -> nn.Modul
         return ViT(
             in_shape,
             classes,
-            arch.get("patch_size", 7),
-            arch.get("dim", 64),
+            arch["patch_size"],
+            arch["dim"],
             arch["depth"],
-            arch.get("heads", 4),
+            arch["heads"],
             arch["width"],
-            arch.get("pool", "cls"),
+            arch["pool"],
             arch["bias"],
         )
     raise ValueError(f"model.arch must be one of ['mlp', 'cnn', 'vit'], got {arch['arch']!r}")
-
-
-def measured_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The linear and convolutional layers whose weights and inputs are measured, in order,
-    named layer1…layerL.
-    """
-    found = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-    return [(f"layer{i + 1}", m) for i, m in enumerate(found)]
-
-
-def as_rows(module: nn.Module, z: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
-    """A layer's input z, output-side tensor h (its output or the gradient there) and labels as
-    rows of one linear map h_r = W z_r: one row per sample for a linear layer; for a
-    convolution one row per sample and position, z_r the input patch (C_in·kh·kw) and h_r the
-    output channels there, labelled with the sample's class. The convolution is then the
-    matrix W of shape C_out × C_in·kh·kw. A linear layer applied to tokens (B × T × d, a ViT)
-    gives one row per sample and token, labelled with the sample's class, as positions of a
-    convolution do: ∂loss/∂W = Σ_i Σ_t δ_it z_itᵀ, so the rank-collapse decomposition holds
-    with tokens as rows and N still the number of samples.
-    """
-    if isinstance(module, nn.Conv2d):
-        patches = functional.unfold(
-            z, module.kernel_size, module.dilation, module.padding, module.stride
-        )
-        positions = patches.shape[2]
-        z_rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        h_rows = h.flatten(2).transpose(1, 2).reshape(-1, h.shape[1])
-        return z_rows, h_rows, y.repeat_interleave(positions)
-    if isinstance(module, nn.Linear) and z.ndim == 3:
-        tokens = z.shape[1]
-        return z.reshape(-1, z.shape[-1]), h.reshape(-1, h.shape[-1]), y.repeat_interleave(tokens)
-    return z.reshape(z.shape[0], -1), h, y

@@ -13,7 +13,8 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional
+
+from .measures import singular_values
 
 # Relative tolerance of the rank of W' = P_T W P_S: #{σ_j(W') > RANK_RTOL · σ_1(W')}.
 # W' is formed in float64 from orthogonal projectors, so the singular values it should not
@@ -24,38 +25,6 @@ RANK_RTOL = 1e-8
 # symmetric eigensolver's round-off is about d · 1e-16 · λ_1, and energies e < 1 never reach
 # such eigenvalues anyway; only e = 1 (the exact support) depends on this floor.
 EIGEN_RTOL = 1e-12
-
-
-class SecondMoment:
-    """Streaming uncentred second moment C = Σ_i x_i x_iᵀ of row vectors x_i, in float64."""
-
-    def __init__(self, dim: int, device: torch.device | str = "cpu"):
-        self.matrix = torch.zeros(dim, dim, dtype=torch.float64, device=device)
-        self.count = 0
-
-    def add(self, rows: torch.Tensor) -> None:
-        """C ← C + XᵀX for a batch X of rows (n × dim)."""
-        x = rows.detach().reshape(-1, self.matrix.shape[0]).double()
-        self.matrix += x.T @ x
-        self.count += x.shape[0]
-
-
-def input_rows(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """A layer's input as rows x_i of the matrix map y_i = W x_i: unfolded patches of a
-    convolution, tokens (every leading axis flattened) of a linear layer.
-    """
-    if isinstance(module, nn.Conv2d):
-        patches = functional.unfold(
-            z, module.kernel_size, module.dilation, module.padding, module.stride
-        )
-        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-    return z.reshape(-1, z.shape[-1])
-
-
-def weight_matrix(module: nn.Module) -> torch.Tensor:
-    """W as a d_out × d_in float64 matrix (a convolution kernel flattened per output channel)."""
-    w = module.weight.detach()
-    return w.reshape(w.shape[0], -1).double()
 
 
 def eigen(moment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,11 +69,6 @@ def output_moment(weight: torch.Tensor, input_moment: torch.Tensor) -> torch.Ten
     """
     w = weight.double()
     return w @ input_moment.double() @ w.T
-
-
-def singular_values(matrix: torch.Tensor) -> torch.Tensor:
-    """σ_1 ≥ σ_2 ≥ … of a matrix, in float64."""
-    return torch.linalg.svdvals(matrix.detach().double())
 
 
 def utilized_rank(projected: torch.Tensor, rtol: float = RANK_RTOL) -> int:
@@ -221,12 +185,6 @@ def factorize(module: nn.Module, matrix: torch.Tensor, rank: int) -> nn.Sequenti
         if has_bias:
             second.bias.copy_(module.bias)
     return nn.Sequential(first, second)
-
-
-def set_weight(module: nn.Module, matrix: torch.Tensor) -> None:
-    """Overwrite a layer's weight with a d_out × d_in matrix (reshaped to a kernel for Conv2d)."""
-    with torch.no_grad():
-        module.weight.copy_(matrix.reshape(module.weight.shape).to(module.weight.dtype))
 
 
 def parameter_count(model: nn.Module) -> int:

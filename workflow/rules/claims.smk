@@ -1,3 +1,6 @@
+# Rules: claims -> rankcollapse/claims/ (C1-C5 in rank_collapse.py, U1-U5 in utilization.py).
+
+
 rule claims:
     input:
         tables=expand("results/tables/{study}/layers.parquet", study=config["studies"]),
@@ -24,7 +27,8 @@ rule claims:
             {**config["claims"], "utilization_energy": UTILIZATION["energy"]}
         ),
     shell:
-        "python -m rankcollapse claims --thresholds {params.thresholds:q}"
-        " --markdown {output.markdown:q} --json {output.json:q} {input.tables:q}"
-        " --utilization {input.utilization:q} --compression {input.compression:q}"
-        " > {log:q} 2>&1"
+        "python -m rankcollapse claims --tables {input.tables:q}"
+        " --utilization-tables {input.utilization:q}"
+        " --compression-tables {input.compression:q}"
+        " --thresholds {params.thresholds:q} --markdown {output.markdown:q}"
+        " --json-path {output.json:q} > {log:q} 2>&1"

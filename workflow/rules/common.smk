@@ -1,3 +1,4 @@
+# Helpers of every rules file: config validation, wildcard constraints, targets, resources.
 import functools
 import json
 import os
@@ -78,19 +79,13 @@ def study_runs(study):
     ]
 
 
-def study_layer_tables(wildcards):
-    return [
-        f"{RUN_DIR}/layers.parquet".format(**run) for run in study_runs(wildcards.study)
-    ]
+def study_run_files(study, name):
+    """A file of every run of a study, e.g. its layers.parquet, in run order."""
+    return [f"{RUN_DIR}/{name}".format(**run) for run in study_runs(study)]
 
 
 # ---------------------------------------------------------------- paper B (utilized rank)
 UTILIZATION = config["utilization"]
-
-
-def study_run_files(study, name):
-    """A file of every run of a study, e.g. its utilization.parquet."""
-    return [f"{RUN_DIR}/{name}".format(**run) for run in study_runs(study)]
 
 
 def study_compression_tables(study):

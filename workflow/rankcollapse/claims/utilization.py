@@ -1,11 +1,12 @@
-"""Verdict on claims U1-U5 of paper B (SCIENCE.md) from the tidy utilization and compression
+"""Verdict on claims U1-U5 of paper B (docs/science.md) from the tidy utilization and compression
 tables (one row per run × layer × energy, and per run × energy × method × stage).
 
 All claims read the headline energy e (``utilization.energy``). U1-U4 are about networks
 trained as usual, so they count the *reference runs*: finished runs with λ ≤
 ``u_reference_max_weight_decay``; larger λ are the rank-collapse regime, which U5 covers.
 
-Thresholds, from the config's ``claims`` section, fixed before the runs and never tuned:
+Thresholds, from the config's ``claims`` section (defaults in the schema), fixed before the
+runs and never tuned:
 
 - ``u_reference_max_weight_decay``: largest λ of a reference run (U1-U4).
 - ``u1_min_svd_utilization``: U1, smallest mean plain-SVD utilization (over a run's layers)
@@ -25,21 +26,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .claims import MIN_LAMBDAS, claim, fmt, sign_result, spearman, tally, verdict_of
-
-DEFAULT_THRESHOLDS: dict = {
-    "u_reference_max_weight_decay": 1e-4,
-    "u1_min_svd_utilization": 0.5,
-    "u2_max_mlu_ratio": 0.5,
-    "u3_error_factor": 2.0,
-    "u3_max_acc_drop": 0.01,
-    "u4_max_acc_drop": 0.01,
-}
-RUN_KEYS = ["study", "dataset", "weight_decay", "seed"]
-
-
-def finished(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["status"] == "finished"] if len(table) else table
+from .report import fmt
+from .statistics import MIN_LAMBDAS, RUN_KEYS, finished, spearman
+from .verdicts import Check, Claim, Outcome, Verdict, passes, sign_check, tally, verdict_of
 
 
 def at_energy(table: pd.DataFrame, energy: float) -> pd.DataFrame:
@@ -75,12 +64,12 @@ def run_label(r) -> str:
     return f"{r.study}/{r.dataset} λ={r.weight_decay:g} seed {r.seed}"
 
 
-def no_reference(claim_id: str, statement: str, thresholds: dict) -> dict:
+def no_reference(claim_id: str, statement: str, thresholds: dict) -> Claim:
     limit = thresholds["u_reference_max_weight_decay"]
-    return claim(claim_id, statement, "not run", f"no finished run with λ ≤ {limit:g}", [])
+    return Claim(claim_id, statement, Verdict.NOT_RUN, f"no finished run with λ ≤ {limit:g}", [])
 
 
-def claim_u1(utilization, compression, thresholds) -> dict:
+def claim_u1(utilization, compression, thresholds) -> Claim:
     """U1: in every reference run, the mean plain-SVD utilization ≥ u1_min_svd_utilization."""
     e, low = thresholds["utilization_energy"], thresholds["u1_min_svd_utilization"]
     statement = (
@@ -96,19 +85,19 @@ def claim_u1(utilization, compression, thresholds) -> dict:
             "run": run_label(r),
             "svd_mlu": r.svd_mlu,
             "counted": True,
-            "result": f"≥ {low:g}" if r.svd_mlu >= low else f"fails: < {low:g}",
+            "result": passes(r.svd_mlu >= low, f"≥ {low:g}", f"fails: < {low:g}"),
         }
         for r in runs.itertuples()
     ]
     results = [d["result"] for d in details]
     statistic = (
-        tally(results, f"plain-SVD MLU ≥ {low:g}").replace("groups", "runs")
+        tally(results, f"plain-SVD MLU ≥ {low:g}", "runs")
         + f"; plain-SVD MLU {fmt(runs['svd_mlu'].min())} to {fmt(runs['svd_mlu'].max())}"
     )
-    return claim("U1", statement, verdict_of(results), statistic, details)
+    return Claim("U1", statement, verdict_of(results), statistic, details)
 
 
-def claim_u2(utilization, compression, thresholds) -> dict:
+def claim_u2(utilization, compression, thresholds) -> Claim:
     """U2: in every reference run, MLU ≤ u2_max_mlu_ratio × plain-SVD MLU; MLU per model."""
     e, ratio = thresholds["utilization_energy"], thresholds["u2_max_mlu_ratio"]
     statement = (
@@ -130,20 +119,20 @@ def claim_u2(utilization, compression, thresholds) -> dict:
                 "svd_mlu": r.svd_mlu,
                 "ratio": share,
                 "counted": True,
-                "result": f"ratio ≤ {ratio:g}" if ok else f"fails: ratio > {ratio:g}",
+                "result": passes(ok, f"ratio ≤ {ratio:g}", f"fails: ratio > {ratio:g}"),
             }
         )
     results = [d["result"] for d in details]
     per_study = runs.groupby("study").agg(mlu=("mlu", "mean"), svd=("svd_mlu", "mean"))
     statistic = (
-        tally(results, f"MLU / plain-SVD MLU ≤ {ratio:g}").replace("groups", "runs")
+        tally(results, f"MLU / plain-SVD MLU ≤ {ratio:g}", "runs")
         + "; mean MLU (plain SVD) per study: "
         + ", ".join(f"{s} {r.mlu:.1%} ({r.svd:.1%})" for s, r in per_study.iterrows())
     )
-    return claim("U2", statement, verdict_of(results), statistic, details)
+    return Claim("U2", statement, verdict_of(results), statistic, details)
 
 
-def claim_u3(utilization, compression, thresholds) -> dict:
+def claim_u3(utilization, compression, thresholds) -> Claim:
     """U3: every layer's held-out relative output error ≤ u3_error_factor · √(1 − e), and the
     projected network's test accuracy drop ≤ u3_max_acc_drop, in every reference run.
     """
@@ -174,19 +163,19 @@ def claim_u3(utilization, compression, thresholds) -> dict:
                 "test_acc": r.test_acc,
                 "projected_test_acc": r.network_test_acc,
                 "counted": True,
-                "result": "fails: " + ", ".join(fails) if fails else "within tolerance",
+                "result": passes(not fails, "within tolerance", "fails: " + ", ".join(fails)),
             }
         )
     results = [d["result"] for d in details]
     drops = runs["test_acc"] - runs["network_test_acc"]
     statistic = (
-        tally(results, "within tolerance").replace("groups", "runs")
+        tally(results, "within tolerance", "runs")
         + f"; largest layer error {fmt(runs['max_layer_error'].max())} (limit {limit:.3g})"
         + f"; network logit error {fmt(runs['network_rel_error'].min())} to "
         + f"{fmt(runs['network_rel_error'].max())}; accuracy drop {fmt(drops.min())} to "
         + f"{fmt(drops.max())}"
     )
-    return claim("U3", statement, verdict_of(results), statistic, details)
+    return Claim("U3", statement, verdict_of(results), statistic, details)
 
 
 def compression_energy(compression: pd.DataFrame, energy: float) -> float:
@@ -200,7 +189,7 @@ def compression_energy(compression: pd.DataFrame, energy: float) -> float:
     return float(close[0] if close else energies[-1])
 
 
-def claim_u4(utilization, compression, thresholds) -> dict:
+def claim_u4(utilization, compression, thresholds) -> Claim:
     """U4: in every reference run with a factorized layer, at the compression energy, the
     data-driven model after fine-tuning loses at most u4_max_acc_drop test accuracy, and its
     accuracy is at least plain SVD's at the same ranks, before and after fine-tuning.
@@ -215,7 +204,7 @@ def claim_u4(utilization, compression, thresholds) -> dict:
         + (f", e = {e:g})." if math.isfinite(e) else ").")
     )
     if not math.isfinite(e):
-        return claim("U4", statement, "not run", "no compression results", [])
+        return Claim("U4", statement, Verdict.NOT_RUN, "no compression results", [])
     rows = at_energy(compression, e)
     rows = rows[rows["weight_decay"] <= thresholds["u_reference_max_weight_decay"]]
     if rows.empty:
@@ -244,9 +233,12 @@ def claim_u4(utilization, compression, thresholds) -> dict:
                 "drop_after": drop,
                 "counted": counted,
                 "result": (
-                    "not counted: no layer saves parameters at its utilized rank"
-                    if not counted
-                    else ("fails: " + ", ".join(fails) if fails else "small drop, ≥ plain SVD")
+                    passes(not fails, "small drop, ≥ plain SVD", "fails: " + ", ".join(fails))
+                    if counted
+                    else Check(
+                        Outcome.NOT_COUNTED,
+                        "not counted: no layer saves parameters at its utilized rank",
+                    )
                 ),
             }
         )
@@ -254,7 +246,7 @@ def claim_u4(utilization, compression, thresholds) -> dict:
     results = [d["result"] for d in counted]
     if counted:
         statistic = (
-            tally(results, "small drop and ≥ plain SVD").replace("groups", "runs")
+            tally(results, "small drop and ≥ plain SVD", "runs")
             + f" at e = {e:g}; parameters kept "
             + f"{fmt(min(d['param_fraction'] for d in counted))} to "
             + f"{fmt(max(d['param_fraction'] for d in counted))}; accuracy drop after "
@@ -266,10 +258,10 @@ def claim_u4(utilization, compression, thresholds) -> dict:
         )
     else:
         statistic = "no run has a layer whose utilized rank saves parameters"
-    return claim("U4", statement, verdict_of(results), statistic, details)
+    return Claim("U4", statement, verdict_of(results), statistic, details)
 
 
-def claim_u5(utilization, compression, thresholds) -> dict:
+def claim_u5(utilization, compression, thresholds) -> Claim:
     """U5: per (study, dataset) with ≥ 3 λ values, Spearman ρ(λ, MLU) < 0, seeds pooled."""
     e = thresholds["utilization_energy"]
     runs = per_run(utilization, e)
@@ -289,13 +281,15 @@ def claim_u5(utilization, compression, thresholds) -> dict:
                 "mlu_smallest_lambda": float(group.loc[group["weight_decay"].idxmin(), "mlu"]),
                 "mlu_largest_lambda": float(group.loc[group["weight_decay"].idxmax(), "mlu"]),
                 "counted": counted,
-                "result": sign_result(rho, "< 0")
+                "result": sign_check(rho, "< 0")
                 if counted
-                else f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}",
+                else Check(
+                    Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
+                ),
             }
         )
-    results = [d["result"] for d in details if d["counted"]]
-    if results:
+    results = [d["result"] for d in details]
+    if any(c.counted for c in results):
         statistic = (
             tally(results, "ρ(λ, MLU) < 0")
             + "; "
@@ -309,7 +303,7 @@ def claim_u5(utilization, compression, thresholds) -> dict:
         )
     else:
         statistic = f"no (study, dataset) with ≥ {MIN_LAMBDAS} λ values"
-    return claim(
+    return Claim(
         "U5",
         f"Utilization falls as weight decay grows (link between the papers): Spearman ρ between "
         f"λ and MLU at e = {e:g} is negative for every study and dataset with ≥ {MIN_LAMBDAS} λ.",
@@ -320,11 +314,3 @@ def claim_u5(utilization, compression, thresholds) -> dict:
 
 
 CLAIMS = [claim_u1, claim_u2, claim_u3, claim_u4, claim_u5]
-
-
-def evaluate_utilization_claims(
-    utilization: pd.DataFrame, compression: pd.DataFrame, thresholds: dict
-) -> list[dict]:
-    """U1..U5 in order (not JSON-cleaned; evaluate_claims does that)."""
-    thresholds = {**DEFAULT_THRESHOLDS, **thresholds}
-    return [evaluate(utilization, compression, thresholds) for evaluate in CLAIMS]

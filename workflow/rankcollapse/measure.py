@@ -1,17 +1,22 @@
-"""Measures of one trained run: spectra of every layer, statistics of every layer's input."""
+"""Rule ``measure``: the measures of one trained run. The spectrum of every layer's weight and,
+from two streaming passes over the training set, the statistics of every layer's input and
+backprop errors (:mod:`rankcollapse.statistics`), turned into measures by the formulas of
+:mod:`rankcollapse.measures`. On the CPU in float64 whatever the training device.
+"""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .losses import per_sample_loss
+from . import files
+from .features import Features
+from .layers import capture, input_rows, measured_layers, output_rows, row_labels
+from .losses import evaluate, loss_spec, per_sample_loss
 from .measures import (
-    EmbeddingStats,
-    GradientStats,
     bound_summary,
     equiangularity,
     global_mean,
@@ -19,44 +24,11 @@ from .measures import (
     self_duality,
     singular_values,
     spectral_summary,
+    variability_summary,
 )
-from .models import as_rows, measured_layers
-from .training import Features
+from .statistics import EmbeddingStats, GradientStats
 
-
-@contextmanager
-def capture(layers: list[tuple[str, nn.Module]]):
-    """Hooks that keep the latest input z and output h = W z of each layer, by name."""
-    inputs: dict[str, torch.Tensor] = {}
-    outputs: dict[str, torch.Tensor] = {}
-    handles = []
-    for name, module in layers:
-        handles.append(
-            module.register_forward_pre_hook(
-                lambda _m, args, name=name: inputs.__setitem__(name, args[0].detach())
-            )
-        )
-        handles.append(
-            module.register_forward_hook(
-                lambda _m, _args, out, name=name: outputs.__setitem__(name, out)
-            )
-        )
-    try:
-        yield inputs, outputs
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, loss: dict):
-    """Mean loss and accuracy of ``model`` on (x, y)."""
-    total, correct = torch.zeros((), dtype=torch.float64, device=x.device), 0
-    for xb, yb in zip(x.split(batch), y.split(batch), strict=True):
-        out = model(xb)
-        total += per_sample_loss(out, yb, **loss).sum().double()
-        correct += int((out.argmax(1) == yb).sum())
-    return float(total) / len(y), correct / len(y)
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -82,17 +54,17 @@ def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict) -
     batches = list(zip(data.train_x.split(batch), data.train_y.split(batch), strict=True))
     loss_sum = torch.zeros((), dtype=torch.float64, device=data.train_x.device)
     correct = 0
-    with capture(layers) as (inputs, outputs):
+    with capture(layers, outputs=True) as (inputs, outputs):
         with torch.no_grad():
             for xb, yb in batches:
                 out = model(xb)
                 loss_sum += per_sample_loss(out, yb, **loss).sum().double()
                 correct += int((out.argmax(1) == yb).sum())
                 for name, module in layers:
-                    z, _, y_rows = as_rows(module, inputs[name], outputs[name], yb)
+                    z = input_rows(module, inputs[name])
                     if name not in stats:
                         stats[name] = EmbeddingStats(data.classes, z.shape[1], z.device)
-                    stats[name].add_to_means(z, y_rows)
+                    stats[name].add_to_means(z, row_labels(yb, z))
         for s in stats.values():
             s.finish_means()
         ncc_mismatch = 0
@@ -102,8 +74,8 @@ def layer_statistics(model: nn.Module, data: Features, batch: int, loss: dict) -
             deltas = torch.autograd.grad(per_sample_loss(out, yb, **loss).sum(), hs)
             with torch.no_grad():
                 for (name, module), delta in zip(layers, deltas, strict=True):
-                    z, delta_rows, y_rows = as_rows(module, inputs[name], delta, yb)
-                    z = z.double()  # once for both accumulators
+                    z = input_rows(module, inputs[name]).double()  # once for both accumulators
+                    delta_rows, y_rows = output_rows(module, delta), row_labels(yb, z)
                     stats[name].add_to_spread(z, y_rows)
                     if name not in grads:
                         grads[name] = GradientStats(
@@ -149,10 +121,10 @@ def measure_run(
     layers = measured_layers(model)
     rows, spectra = [], {}
     for index, (name, layer) in enumerate(layers):
-        s = singular_values(layer.weight)
+        s = singular_values(layer.weight.cpu())
         spectra[name] = s
         spectral = spectral_summary(s, data.classes, eps_list)
-        variability = stats[name].summary()
+        variability = variability_summary(stats[name])
         bound = bound_summary(
             layer.weight.detach(),
             grads[name],
@@ -185,3 +157,32 @@ def measure_run(
             }
         )
     return rows, spectra
+
+
+def measure(
+    data: str,
+    model: str,
+    metadata: str,
+    layers: str,
+    spectra: str,
+    eps: list[float],
+    batch_size: int,
+    threads: int,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Measure one run and write its layer table and spectra (a run that did not finish
+    gets one marked row and no spectra).
+    """
+    torch.set_num_threads(threads)
+    meta, features, net = files.load_run(metadata, model, data, CPU)
+    spec = meta["spec"]
+    if meta["status"] == "finished":
+        rows, spectrum = measure_run(
+            net, features, eps, batch_size, spec["weight_decay"], loss_spec(spec)
+        )
+    else:
+        log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")
+        rows, spectrum = [], {}
+    table = files.write_run_table(layers, meta, rows)
+    files.save_tensors(spectra, spectrum)
+    log(table.to_string())

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 from factories import clusters, run_spec
-from rankcollapse.extract import evaluate, layer_statistics, measure_run
-from rankcollapse.losses import per_sample_loss
-from rankcollapse.models import measured_layers
-from rankcollapse.training import Features, train_run
+from rankcollapse.features import Features
+from rankcollapse.layers import measured_layers
+from rankcollapse.losses import evaluate, per_sample_loss
+from rankcollapse.measure import layer_statistics, measure_run
+from rankcollapse.train import train_run
 
 CPU = torch.device("cpu")
 CE = {"loss": "cross_entropy", "target_scale": 1.0}
@@ -84,7 +85,7 @@ def test_residual_is_the_gradient_of_the_objective(arch):
     model = trained(data, wd, arch=arch)
     rows, _ = measure_run(model, data, [0.1], batch=5, wd=wd, loss=CE)
     model.zero_grad()
-    per_sample_loss(model(data.train_x), data.train_y, "cross_entropy").mean().backward()
+    per_sample_loss(model(data.train_x), data.train_y, **CE).mean().backward()
     for row, (_, layer) in zip(rows, measured_layers(model), strict=True):
         gradient = layer.weight.grad.double() + wd * layer.weight.detach().double()
         assert row["r_norm"] == pytest.approx(float(gradient.norm()), rel=1e-5)

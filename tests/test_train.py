@@ -4,7 +4,9 @@ import pytest
 import torch
 from factories import clusters
 from factories import run_spec as spec
-from rankcollapse.training import learning_rate, to_features, train_run
+from rankcollapse.features import to_features
+from rankcollapse.sgd import learning_rate
+from rankcollapse.train import train_run
 
 CPU = torch.device("cpu")
 

@@ -6,21 +6,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from rankcollapse.claims import (
-    DEFAULT_THRESHOLDS,
-    claim_c1,
-    claim_c2,
-    claim_c3,
-    claim_c4,
-    claim_c5,
-    evaluate_claims,
-    hidden,
-    render_markdown,
-    spearman,
-    write_claims,
-)
+from factories import as_written, claims_defaults
+from rankcollapse.claims import evaluate_claims, rank_collapse
+from rankcollapse.claims.report import render_markdown, write_report
+from rankcollapse.claims.statistics import hidden, spearman
 
-T = DEFAULT_THRESHOLDS
+claim_c1, claim_c2, claim_c3, claim_c4, claim_c5 = map(as_written, rank_collapse.CLAIMS)
+T = claims_defaults()
 WDS = (0.0, 1e-3, 1e-2, 1e-1)
 # (d_in, d_out) of layer1..layer3 with K = 3: two hidden layers, then the output layer.
 SHAPES = ((10, 8), (8, 8), (8, 3))
@@ -295,7 +287,7 @@ def test_details_are_json_ready():
 
 def test_render_markdown_names_every_claim_and_verdict():
     claims = evaluate_claims(with_diverged_run(layer_table()), T)
-    markdown = render_markdown(claims)
+    markdown = render_markdown(claims, T)
     for c in claims:
         assert f"## {c['id']}: {c['verdict']}" in markdown
         assert c["statistic"].split(";")[0].replace("|", "\\|") in markdown
@@ -303,7 +295,7 @@ def test_render_markdown_names_every_claim_and_verdict():
     assert "s/real λ=0.1 seed 7: diverged" in markdown
 
 
-def test_write_claims_writes_strict_json_and_markdown(tmp_path):
+def test_write_report_writes_strict_json_and_markdown(tmp_path):
     def no_constants(name):
         raise ValueError(f"non-standard JSON constant {name}")
 
@@ -311,9 +303,10 @@ def test_write_claims_writes_strict_json_and_markdown(tmp_path):
     table = pd.concat(
         [layer_table(), layer_table(stds=(0.5, 1.0, 2.0), study="synthetic")], ignore_index=True
     )
-    write_claims(table, {"max_rel_tail": 0.2}, md, js)
+    thresholds = {**T, "max_rel_tail": 0.2}
+    write_report(evaluate_claims(table, thresholds), thresholds, md, js)
     payload = json.loads(js.read_text(), parse_constant=no_constants)
-    assert payload["thresholds"] == {**DEFAULT_THRESHOLDS, "max_rel_tail": 0.2}
+    assert payload["thresholds"] == thresholds
     assert [c["verdict"] for c in payload["claims"]] == ["holds"] * 5
     assert md.read_text().startswith("# Claims")
 

@@ -1,11 +1,13 @@
-"""Verdict on claims C1-C5 from the tidy layer table (one row per run × layer).
+"""Claims C1-C5 of the rank-collapse paper, decided from the tidy layer table (one row per
+run × layer).
 
-Each claim gives a statistic with its numbers, a verdict ("holds", "does not hold" or "not run")
-and the rows it rests on. Only finished runs count; the others are listed as left out. A layer
-is *hidden* when min(d_in, d_out) > K: only such a layer can have rank above K, so the output
-layer and any layer of width ≤ K are listed as not applicable, never as a pass or a fail.
+Each claim gives a statistic with its numbers, a verdict and the rows it rests on. Only
+finished runs count; the others are listed as left out. A layer is *hidden* when
+min(d_in, d_out) > K: only such a layer can have rank above K, so the output layer and any
+layer of width ≤ K are listed as not applicable, never as a pass or a fail.
 
-Thresholds come from the config's ``claims`` section, fixed before the runs and never tuned:
+Thresholds come from the config's ``claims`` section (defaults in the schema), fixed before
+the runs and never tuned:
 
 - ``rank_measure``: rank column whose fall with λ (C1) and growth with the data's spread (C5)
   is tested.
@@ -18,159 +20,31 @@ Thresholds come from the config's ``claims`` section, fixed before the runs and 
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_THRESHOLDS: dict = {
-    "rank_measure": "rank_fro",
-    "variability_measure": "ss_ratio",
-    "slope_range": [0.5, 1.5],
-    "min_train_acc": 0.9,
-    "max_rel_tail": 0.1,
-}
+from .report import fmt
+from .statistics import (
+    MIN_LAMBDAS,
+    MIN_POINTS,
+    RUN_KEYS,
+    bound_slope_rows,
+    finished,
+    hidden,
+    log_log_slope,
+    spearman,
+)
+from .verdicts import Check, Claim, Outcome, Verdict, passes, sign_check, tally, verdict_of
 
-VERDICTS = ("holds", "does not hold", "not run")
-RUN_KEYS = ["study", "dataset", "weight_decay", "seed"]
 LAYER_KEYS = ["study", "dataset", "layer_index", "layer"]
-MIN_LAMBDAS = 3  # a trend needs at least three λ values
-MIN_POINTS = 3  # fewest points a correlation or slope is computed from
 NOT_APPLICABLE = "not applicable: min(d_in, d_out) ≤ K"
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def spearman(x, y) -> float:
-    """Spearman ρ: Pearson correlation of the average ranks (ties share their mean rank) of
-    the finite pairs; NaN when fewer than 3 pairs or either variable is constant.
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    finite = np.isfinite(x) & np.isfinite(y)
-    if finite.sum() < MIN_POINTS:
-        return math.nan
-    rank_x = pd.Series(x[finite]).rank().to_numpy()
-    rank_y = pd.Series(y[finite]).rank().to_numpy()
-    if np.ptp(rank_x) == 0 or np.ptp(rank_y) == 0:
-        return math.nan
-    return float(np.corrcoef(rank_x, rank_y)[0, 1])
-
-
-def log_log_slope(x, y) -> float:
-    """Least-squares slope b of log y = a + b log x over the positive finite pairs;
-    NaN when fewer than 3 pairs or x is constant.
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    usable = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    log_x, log_y = np.log(x[usable]), np.log(y[usable])
-    if log_x.size < MIN_POINTS or np.ptp(log_x) == 0:
-        return math.nan
-    centred = log_x - log_x.mean()
-    return float(centred @ (log_y - log_y.mean()) / (centred @ centred))
-
-
-def hidden(table: pd.DataFrame) -> pd.Series:
-    """Rows of hidden layers: min(d_in, d_out) > K, so the rank can exceed K."""
-    return np.minimum(table["d_in"], table["d_out"]) > table["classes"]
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def thresholds_with_defaults(thresholds: dict | None) -> dict:
-    """The config's thresholds, any key it lacks taken from DEFAULT_THRESHOLDS."""
-    return {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-
-
-def finished(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of finished runs only."""
-    return table[table["status"] == "finished"]
-
-
-def left_out_runs(table: pd.DataFrame) -> list[str]:
-    """One line per run that did not finish (diverged, ...): it counts in no claim."""
-    columns = [*RUN_KEYS, "status", "reason"]
-    runs = table.loc[table["status"] != "finished", columns].drop_duplicates()
-    runs = runs.sort_values(RUN_KEYS)
-    return [
-        f"{r.study}/{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {r.status} ({r.reason})"
-        for r in runs.itertuples()
-    ]
 
 
 def run_count(rows: pd.DataFrame) -> int:
     """Number of distinct runs among ``rows``."""
     return len(rows[RUN_KEYS].drop_duplicates())
-
-
-def plain(value):
-    """A JSON-ready copy: numpy scalars to Python, NaN/inf/NA to None, recursively."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
-def fmt(value) -> str:
-    """Short text of a number for statistic lines and tables."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def sign_result(rho: float, want: str) -> str:
-    """Outcome of one group's ρ against the expected sign ("< 0" or "> 0")."""
-    if not math.isfinite(rho):
-        return "fails: constant (ρ undefined)"
-    ok = rho < 0 if want == "< 0" else rho > 0
-    return f"ρ {want}" if ok else f"fails: ρ {'≥ 0' if want == '< 0' else '≤ 0'}"
-
-
-def passed(result: str) -> bool:
-    """Whether a counted group's outcome is a pass."""
-    return not result.startswith("fails")
-
-
-def claim(claim_id: str, statement: str, verdict: str, statistic: str, details: list[dict]) -> dict:
-    """One claim's record; ``left_out`` is filled in by evaluate_claims."""
-    assert verdict in VERDICTS, verdict
-    return {
-        "id": claim_id,
-        "statement": statement,
-        "verdict": verdict,
-        "statistic": statistic,
-        "details": details,
-        "left_out": [],
-    }
-
-
-def verdict_of(results: list[str]) -> str:
-    """ "not run" with no counted group, else "holds" iff every counted group passes."""
-    if not results:
-        return "not run"
-    return "holds" if all(passed(r) for r in results) else "does not hold"
-
-
-def tally(results: list[str], what: str) -> str:
-    """E.g. "ρ < 0 in 5 of 6 groups"."""
-    return f"{what} in {sum(passed(r) for r in results)} of {len(results)} groups"
 
 
 def worst(details: list[dict], key: str, largest: bool) -> dict | None:
@@ -200,11 +74,13 @@ def trend_in_lambda(
             enough = n_lambdas >= MIN_LAMBDAS
             counted = enough and measure in counted_measures
             if not enough:
-                result = f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
+                result = Check(
+                    Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
+                )
             elif measure not in counted_measures:
-                result = "information only"
+                result = Check(Outcome.INFORMATION, "information only")
             else:
-                result = sign_result(rho, want)
+                result = sign_check(rho, want)
             details.append(
                 {
                     "study": study,
@@ -234,7 +110,7 @@ def not_applicable_layers(rows: pd.DataFrame, reason: str) -> list[dict]:
             "n_lambdas": None,
             "rho": None,
             "counted": False,
-            "result": reason,
+            "result": Check(Outcome.NOT_APPLICABLE, reason),
         }
         for r in layers.itertuples()
     ]
@@ -253,7 +129,7 @@ def trend_statistic(details: list[dict], measures: str, want: str) -> str:
             f"({extreme['study']}/{extreme['dataset']} {extreme['layer']} "
             f"{extreme['measure']}, n={extreme['n']})"
         )
-    constant = sum(d["result"].startswith("fails: constant") for d in details)
+    constant = sum(d["counted"] and not math.isfinite(d["rho"]) for d in details)
     if constant:
         text += f"; {constant} constant"
     return text
@@ -262,7 +138,7 @@ def trend_statistic(details: list[dict], measures: str, want: str) -> str:
 # ---------------------------------------------------------------- the claims
 
 
-def claim_c1(table: pd.DataFrame, thresholds: dict) -> dict:
+def claim_c1(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C1: Spearman ρ(λ, rank) < 0 and ρ(λ, tail_K) < 0 for every hidden layer."""
     rank = thresholds["rank_measure"]
     rows = finished(table)
@@ -270,10 +146,10 @@ def claim_c1(table: pd.DataFrame, thresholds: dict) -> dict:
     measures = [rank, "tail_K"]
     details = trend_in_lambda(rows[is_hidden], measures, measures, "< 0")
     details += not_applicable_layers(rows[~is_hidden], NOT_APPLICABLE)
-    verdict = verdict_of([d["result"] for d in details if d["counted"]])
+    verdict = verdict_of([d["result"] for d in details])
     statistic = trend_statistic(details, f"{rank} or tail_K", "< 0")
     statistic += f"; {run_count(rows)} finished runs"
-    return claim(
+    return Claim(
         "C1",
         f"Every hidden layer's rank ({rank}) and its distance tail_K to the rank-K matrices "
         "fall as the weight decay λ grows.",
@@ -283,7 +159,7 @@ def claim_c1(table: pd.DataFrame, thresholds: dict) -> dict:
     )
 
 
-def claim_c2(table: pd.DataFrame, thresholds: dict) -> dict:
+def claim_c2(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C2: Spearman ρ(λ, variability of the layer's input) < 0 for every layer ≥ 2."""
     variability = thresholds["variability_measure"]
     rows = finished(table)
@@ -292,13 +168,13 @@ def claim_c2(table: pd.DataFrame, thresholds: dict) -> dict:
     measures = [variability] if variability == "tcv" else [variability, "tcv"]
     details = trend_in_lambda(rows[embedded], measures, [variability], "< 0")
     details += not_applicable_layers(rows[~embedded], "not applicable: input is the raw data")
-    verdict = verdict_of([d["result"] for d in details if d["counted"]])
+    verdict = verdict_of([d["result"] for d in details])
     statistic = trend_statistic(details, variability, "< 0")
     if variability != "tcv":
         tcv_rhos = [d for d in details if d["measure"] == "tcv" and d["n_lambdas"] >= MIN_LAMBDAS]
         falling = sum(d["rho"] < 0 for d in tcv_rhos)
         statistic += f"; for information ρ(λ, tcv) < 0 in {falling} of {len(tcv_rhos)} groups"
-    return claim(
+    return Claim(
         "C2",
         f"The within-class variability ({variability}) of the hidden embeddings (the inputs of "
         "layers 2..L) falls as λ grows. The measure is scale-free because weight decay shrinks "
@@ -316,7 +192,7 @@ def bound_checks(rows: pd.DataFrame) -> pd.Series:
     return values.map(lambda v: None if pd.isna(v) else bool(v)).astype(object)
 
 
-def bound_part(rows: pd.DataFrame) -> tuple[str, str, list[dict]]:
+def bound_part(rows: pd.DataFrame) -> tuple[Verdict, str, list[dict]]:
     """C3(a): counts of bound checks tail_K ≤ ||E||_F/(Nλ) + ||R||_F/λ and their violations."""
     checks = bound_checks(rows)
     checked = checks.notna()
@@ -324,9 +200,9 @@ def bound_part(rows: pd.DataFrame) -> tuple[str, str, list[dict]]:
     n_checks, n_violations = int(checked.sum()), int(violated.sum())
     unchecked = int((~checked).sum())
     if n_checks == 0:
-        verdict = "not run"
+        verdict = Verdict.NOT_RUN
     else:
-        verdict = "holds" if n_violations == 0 else "does not hold"
+        verdict = Verdict.HOLDS if n_violations == 0 else Verdict.DOES_NOT_HOLD
     text = f"(a) {n_checks} checks, {n_violations} violations"
     if unchecked:
         text += f", {unchecked} rows with λ > 0 not evaluated"
@@ -347,14 +223,14 @@ def bound_part(rows: pd.DataFrame) -> tuple[str, str, list[dict]]:
     return verdict, text, details
 
 
-def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, list[dict]]:
+def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[Verdict, str, list[dict]]:
     """C3(b): per (study, dataset), least-squares slope of log tail_K on log(TCV/λ) over the
     hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``. A group
     counts when it has ≥ 3 points and ≥ 3 distinct λ > 0: the claim is about the trend in λ,
     which the layers of a single λ do not show.
     """
     low, high = slope_range
-    usable = rows[hidden(rows) & (rows["weight_decay"] > 0) & (rows["tail_K"] > 0)]
+    usable = bound_slope_rows(rows)
     details = []
     for (study, dataset), group in usable.groupby(["study", "dataset"], sort=True):
         slope = log_log_slope(group["tcv_over_wd"], group["tail_K"])
@@ -362,15 +238,19 @@ def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, 
         n_lambdas = int(group["weight_decay"].nunique())
         counted = n >= MIN_POINTS and n_lambdas >= MIN_LAMBDAS
         if n < MIN_POINTS:
-            result = f"not counted: {n} points < {MIN_POINTS}"
+            result = Check(Outcome.NOT_COUNTED, f"not counted: {n} points < {MIN_POINTS}")
         elif not counted:
-            result = f"not counted: {n_lambdas} λ values > 0 < {MIN_LAMBDAS}"
+            result = Check(
+                Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values > 0 < {MIN_LAMBDAS}"
+            )
         elif not math.isfinite(slope):
-            result = "fails: TCV/λ constant (slope undefined)"
-        elif low <= slope <= high:
-            result = f"slope in [{low:g}, {high:g}]"
+            result = Check(Outcome.FAIL, "fails: TCV/λ constant (slope undefined)")
         else:
-            result = f"fails: slope outside [{low:g}, {high:g}]"
+            result = passes(
+                low <= slope <= high,
+                f"slope in [{low:g}, {high:g}]",
+                f"fails: slope outside [{low:g}, {high:g}]",
+            )
         details.append(
             {
                 "part": "b",
@@ -382,8 +262,7 @@ def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, 
                 "result": result,
             }
         )
-    results = [d["result"] for d in details if d["counted"]]
-    verdict = verdict_of(results)
+    verdict = verdict_of([d["result"] for d in details])
     slopes = ", ".join(
         f"{d['study']}/{d['dataset']} {fmt(d['slope'])} (n={d['n']})"
         for d in details
@@ -393,14 +272,14 @@ def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[str, str, 
     return verdict, text, details
 
 
-def both_parts(verdict_a: str, verdict_b: str) -> str:
+def both_parts(verdict_a: Verdict, verdict_b: Verdict) -> Verdict:
     """C3 holds iff both parts hold; one failing part fails it; otherwise it is not run."""
-    if "does not hold" in (verdict_a, verdict_b):
-        return "does not hold"
-    return "holds" if verdict_a == verdict_b == "holds" else "not run"
+    if Verdict.DOES_NOT_HOLD in (verdict_a, verdict_b):
+        return Verdict.DOES_NOT_HOLD
+    return Verdict.HOLDS if verdict_a == verdict_b == Verdict.HOLDS else Verdict.NOT_RUN
 
 
-def claim_c3(table: pd.DataFrame, thresholds: dict) -> dict:
+def claim_c3(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C3: (a) the bound holds on every layer of every run with λ > 0; (b) the log-log slope
     of tail_K against TCV/λ lies in slope_range for every (study, dataset).
     """
@@ -409,7 +288,7 @@ def claim_c3(table: pd.DataFrame, thresholds: dict) -> dict:
     verdict_a, text_a, details_a = bound_part(rows)
     verdict_b, text_b, details_b = slope_part(rows, [low, high])
     statistic = f"{text_a} → {verdict_a}; {text_b} → {verdict_b}"
-    return claim(
+    return Claim(
         "C3",
         "(a) The bound tail_K(W) ≤ ||E||_F/(Nλ) + ||R||_F/λ holds on every layer of every run "
         f"with λ > 0; (b) tail_K tracks TCV/λ: the log-log slope lies in [{low:g}, {high:g}].",
@@ -429,7 +308,7 @@ def largest_training_lambda(rows: pd.DataFrame, min_train_acc: float) -> float:
     return float(training.index.max()) if len(training) else math.nan
 
 
-def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
+def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C4: at λ*, the largest λ that still trains, every hidden layer's mean rel_tail_K is at
     most max_rel_tail. Only (study, dataset) sweeps of ≥ 3 λ values count: with fewer, the one
     λ > 0 is not "the largest that still trains" in any useful sense.
@@ -446,7 +325,9 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
                     "study": study,
                     "dataset": dataset,
                     "counted": False,
-                    "result": f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}",
+                    "result": Check(
+                        Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
+                    ),
                 }
             )
             continue
@@ -457,7 +338,10 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
                     "study": study,
                     "dataset": dataset,
                     "counted": False,
-                    "result": f"not counted: no λ > 0 reaches mean train_acc ≥ {min_acc:g}",
+                    "result": Check(
+                        Outcome.NOT_COUNTED,
+                        f"not counted: no λ > 0 reaches mean train_acc ≥ {min_acc:g}",
+                    ),
                 }
             )
             continue
@@ -468,11 +352,13 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
             rel_tail = float(layer_rows["rel_tail_K"].mean())
             applicable = bool(is_hidden[layer_rows.index].all())
             if not applicable:
-                result = NOT_APPLICABLE
-            elif rel_tail <= max_tail:
-                result = f"rel_tail_K ≤ {max_tail:g}"
+                result = Check(Outcome.NOT_APPLICABLE, NOT_APPLICABLE)
             else:
-                result = f"fails: rel_tail_K > {max_tail:g} or undefined"
+                result = passes(
+                    rel_tail <= max_tail,
+                    f"rel_tail_K ≤ {max_tail:g}",
+                    f"fails: rel_tail_K > {max_tail:g} or undefined",
+                )
             details.append(
                 {
                     "study": study,
@@ -488,7 +374,7 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
                     "result": result,
                 }
             )
-    results = [d["result"] for d in details if d["counted"]]
+    results = [d["result"] for d in details]
     stars = sorted(
         {(d["study"], d["dataset"], d["lambda_star"]) for d in details if "lambda_star" in d}
     )
@@ -507,7 +393,7 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> dict:
             )
     else:
         statistic = f"no λ > 0 reaches mean train_acc ≥ {min_acc:g}"
-    return claim(
+    return Claim(
         "C4",
         f"At the largest λ that still trains (mean train_acc ≥ {min_acc:g}), every hidden "
         f"layer is within a small tail of rank K (mean tail_K/||W||_F ≤ {max_tail:g}).",
@@ -524,7 +410,7 @@ def synthetic_studies(rows: pd.DataFrame) -> pd.DataFrame:
     return synthetic[spreads >= 2]
 
 
-def claim_c5(table: pd.DataFrame, thresholds: dict) -> dict:
+def claim_c5(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C5: on synthetic data at each λ > 0, Spearman ρ(dataset_std, rank) > 0 for every
     hidden layer, seeds and datasets of a study pooled.
     """
@@ -539,7 +425,11 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> dict:
         n = int(group[rank].notna().sum())
         counted = n_spreads >= 2 and n >= MIN_POINTS
         rho = spearman(group["dataset_std"], group[rank])
-        result = sign_result(rho, "> 0") if counted else "not counted: too few spreads or runs"
+        result = (
+            sign_check(rho, "> 0")
+            if counted
+            else Check(Outcome.NOT_COUNTED, "not counted: too few spreads or runs")
+        )
         details.append(
             {
                 "study": study,
@@ -563,11 +453,11 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> dict:
                 "n_spreads": None,
                 "rho": None,
                 "counted": False,
-                "result": NOT_APPLICABLE,
+                "result": Check(Outcome.NOT_APPLICABLE, NOT_APPLICABLE),
             }
         )
-    results = [d["result"] for d in details if d["counted"]]
-    if results:
+    results = [d["result"] for d in details]
+    if any(c.counted for c in results):
         statistic = tally(results, f"ρ(dataset_std, {rank}) > 0")
         extreme = worst(details, "rho", largest=False)
         if extreme is not None:
@@ -575,12 +465,12 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> dict:
                 f"; smallest ρ = {fmt(extreme['rho'])} ({extreme['study']} "
                 f"λ={extreme['weight_decay']:g} {extreme['layer']}, n={extreme['n']})"
             )
-        constant = sum(r.startswith("fails: constant") for r in results)
+        constant = sum(d["counted"] and not math.isfinite(d["rho"]) for d in details)
         if constant:
             statistic += f"; {constant} constant"
     else:
         statistic = "no study with synthetic data of ≥ 2 spreads and λ > 0"
-    return claim(
+    return Claim(
         "C5",
         f"On synthetic data, at fixed λ > 0, a hidden layer's rank ({rank}) grows with the "
         "data's within-class spread (dataset_std).",
@@ -590,119 +480,4 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> dict:
     )
 
 
-CLAIMS: list[Callable[[pd.DataFrame, dict], dict]] = [
-    claim_c1,
-    claim_c2,
-    claim_c3,
-    claim_c4,
-    claim_c5,
-]
-
-
-def evaluate_claims(
-    table: pd.DataFrame,
-    thresholds: dict,
-    utilization: pd.DataFrame | None = None,
-    compression: pd.DataFrame | None = None,
-) -> list[dict]:
-    """C1..C5 in order, then U1..U5 of paper B when a utilization table is given; JSON-ready
-    (NaN → None), each listing the runs left out.
-    """
-    thresholds = thresholds_with_defaults(thresholds)
-    left_out = left_out_runs(table)
-    records = [evaluate(table, thresholds) for evaluate in CLAIMS]
-    if utilization is not None:
-        from .claims_utilization import evaluate_utilization_claims
-
-        compression = compression if compression is not None else pd.DataFrame()
-        records += evaluate_utilization_claims(utilization, compression, thresholds)
-    claims = []
-    for record in records:
-        record["left_out"] = list(left_out)
-        claims.append(plain(record))
-    return claims
-
-
-# ---------------------------------------------------------------- report
-
-
-def cell(value) -> str:
-    """A markdown table cell: short numbers, no stray pipes or newlines."""
-    return fmt(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    """Lines of a markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return lines
-
-
-def details_tables(details: list[dict]) -> list[str]:
-    """One markdown table per set of keys among the detail rows, in order of appearance."""
-    layouts: dict[tuple, list[dict]] = {}
-    for row in details:
-        layouts.setdefault(tuple(row), []).append(row)
-    lines: list[str] = []
-    for keys, rows in layouts.items():
-        lines += [*markdown_table(list(keys), [[r[k] for k in keys] for r in rows]), ""]
-    return lines
-
-
-def render_markdown(claims: list[dict], thresholds: dict | None = None) -> str:
-    """The claims report: summary table, then each claim's statistic and detail rows."""
-    lines = [
-        "# Claims: verdict",
-        "",
-        "Thresholds come from the config's `claims` section; they were fixed before the runs "
-        "and are not tuned. Only finished runs count. Layers with min(d_in, d_out) ≤ K cannot "
-        "have rank above K and are listed as not applicable, never as a pass or a fail.",
-        "",
-    ]
-    if thresholds is not None:
-        lines += [
-            *markdown_table(["threshold", "value"], [[k, str(v)] for k, v in thresholds.items()]),
-            "",
-        ]
-    lines += [
-        "## Summary",
-        "",
-        *markdown_table(
-            ["claim", "verdict", "statistic"],
-            [[c["id"], f"**{c['verdict']}**", c["statistic"]] for c in claims],
-        ),
-        "",
-    ]
-    for c in claims:
-        lines += [
-            f"## {c['id']}: {c['verdict']}",
-            "",
-            c["statement"],
-            "",
-            f"Statistic: {c['statistic']}",
-            "",
-        ]
-        lines += details_tables(c["details"]) if c["details"] else ["No rows.", ""]
-    left_out = sorted({run for c in claims for run in c["left_out"]})
-    lines += ["## Runs left out", ""]
-    lines += [f"- {run}" for run in left_out] if left_out else ["None: every run finished."]
-    return "\n".join(lines) + "\n"
-
-
-def write_claims(
-    table: pd.DataFrame,
-    thresholds: dict,
-    md_path: str | Path,
-    json_path: str | Path,
-    utilization: pd.DataFrame | None = None,
-    compression: pd.DataFrame | None = None,
-) -> None:
-    """Write the claims report as markdown and as JSON {"thresholds", "claims"} (no NaN)."""
-    thresholds = thresholds_with_defaults(thresholds)
-    claims = evaluate_claims(table, thresholds, utilization, compression)
-    payload = json.dumps(
-        {"thresholds": plain(thresholds), "claims": claims}, indent=2, allow_nan=False
-    )
-    for path, text in ((md_path, render_markdown(claims, thresholds)), (json_path, payload)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+CLAIMS = [claim_c1, claim_c2, claim_c3, claim_c4, claim_c5]

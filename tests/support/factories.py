@@ -1,0 +1,104 @@
+"""Small problems and run specs shared by the tests."""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from rankcollapse.claims.report import plain
+from rankcollapse.config import spec_hash
+from rankcollapse.features import Features
+from rankcollapse.measures import variability_summary
+from rankcollapse.statistics import EmbeddingStats
+
+
+def clusters(n=40, classes=3, dim=5, spread=0.3, seed=0) -> Features:
+    """Well-separated Gaussian clusters; the first samples double as the test set."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(classes, dim, generator=g)
+    y = torch.arange(n) % classes
+    x = centres[y] + spread * torch.randn(n, dim, generator=g)
+    return Features(x, y, x[: n // 5], y[: n // 5], classes)
+
+
+def run_spec(wd=1e-3, seed=0, epochs=5, arch="mlp", width=16, **optimizer) -> dict:
+    """A training spec as the workflow writes it, for a tiny model."""
+    spec = {
+        "model": {"arch": arch, "depth": 3, "width": width, "bias": False, "channels": [2, 3]},
+        "optimizer": {
+            "lr": 0.05,
+            "momentum": 0.9,
+            "batch_size": 8,
+            "epochs": epochs,
+            "schedule": "cosine",
+            "milestones": [],
+            "gamma": 0.1,
+            "full_batch_steps": 0,
+            "full_batch_lr": 0.05,
+            "residual_every": 10,
+            **optimizer,
+        },
+        "loss": "cross_entropy",
+        "target_scale": 1.0,
+        "weight_decay": wd,
+        "seed": seed,
+    }
+    return {**spec, "config_hash": spec_hash(spec)}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An unsigned-byte IDX buffer holding ``array``."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+
+
+def claims_defaults() -> dict:
+    """The claims thresholds as the schema sets them by default."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return {k: v["default"] for k, v in schema["properties"]["claims"]["properties"].items()}
+
+
+def stats_of(z: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 3) -> dict:
+    """Variability measures of embeddings z with labels y, streamed in batches of ``batch``."""
+    acc = EmbeddingStats(classes, z.shape[1])
+    for zb, yb in zip(z.split(batch), y.split(batch), strict=True):
+        acc.add_to_means(zb, yb)
+    acc.finish_means()
+    for zb, yb in zip(z.split(batch), y.split(batch), strict=True):
+        acc.add_to_spread(zb, yb)
+    return variability_summary(acc)
+
+
+def as_written(claim):
+    """A claim function whose record comes back as the report writes it (JSON-ready)."""
+    return lambda *args: plain(claim(*args))
+
+
+LOSS = {"loss": "cross_entropy", "target_scale": 1.0}
+
+
+def trained_mlp():
+    """A 3-layer MLP trained briefly on clusters, and its data, both in float64."""
+    from rankcollapse.train import train_run
+
+    data = clusters(n=120, classes=3, dim=12)
+    spec = {**run_spec(wd=1e-3, epochs=10, width=24), "study": "t"}
+    model = train_run(spec, data, torch.device("cpu"), log=lambda _: None).model
+    as_double = Features(
+        data.train_x.double(), data.train_y, data.test_x.double(), data.test_y, data.classes
+    )
+    return model.double(), as_double
+
+
+def small_dataset() -> dict[str, torch.Tensor]:
+    """Ten training and six test samples whose values are their indices."""
+    return {
+        "train_x": torch.arange(10).float().unsqueeze(1),
+        "train_y": torch.arange(10),
+        "test_x": torch.arange(6).float().unsqueeze(1),
+        "test_y": torch.arange(6),
+    }

@@ -1,0 +1,60 @@
+"""Rule ``prepare_dataset``: one dataset of the config as tensors in one safetensors file.
+Synthetic clusters are drawn (:mod:`rankcollapse.synthetic`); MNIST-like data and CIFAR-10 are
+read from their verified raw files (:mod:`rankcollapse.readers`) and subset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from . import files
+from .files import Tensors
+from .readers import find_cifar10_archive, load_cifar10_binary, load_mnist_like
+from .synthetic import gaussian_clusters
+
+
+def _random_rows(n: int, size: int | None, name: str, generator: torch.Generator) -> torch.Tensor:
+    """Sorted random indices of ``size`` of ``n`` rows (all rows when size is None)."""
+    if size is None:
+        return torch.arange(n)
+    if not 0 < size <= n:
+        raise ValueError(f"{name}={size} is not between 1 and the {n} samples available")
+    return torch.randperm(n, generator=generator)[:size].sort().values
+
+
+def subset(tensors: Tensors, train_size: int | None, test_size: int | None, seed: int) -> Tensors:
+    """Simple random subsets of the train and test sets (original order kept); None keeps all."""
+    generator = torch.Generator().manual_seed(seed)
+    train = _random_rows(len(tensors["train_x"]), train_size, "train_size", generator)
+    test = _random_rows(len(tensors["test_x"]), test_size, "test_size", generator)
+    rows = {"train": train, "test": test}
+    return {key: value[rows[key.split("_")[0]]] for key, value in tensors.items()}
+
+
+def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
+    """The train and test tensors of a dataset's config entry."""
+    source = spec["source"]
+    if source == "gaussian_clusters":
+        keys = ("classes", "dim", "per_class", "test_per_class", "std", "clusters_per_class")
+        return gaussian_clusters(
+            **{k: spec[k] for k in keys}, separation=spec["separation"], seed=spec["seed"]
+        )
+    if source == "cifar10":
+        tensors = load_cifar10_binary(find_cifar10_archive(Path(mirror) if mirror else None))
+    else:
+        tensors = load_mnist_like(Path(raw))
+    return subset(tensors, spec["train_size"], spec["test_size"], spec["seed"])
+
+
+def prepare_dataset(
+    spec: dict, raw: str | None, mirror: str | None, out: str, log: Callable[[str], None] = print
+) -> None:
+    """Write the dataset of ``spec`` (its config entry, with its name) to ``out``."""
+    tensors = dataset_tensors(spec, raw, mirror)
+    for key, value in tensors.items():
+        log(f"{key}: {tuple(value.shape)} {value.dtype}")
+    files.save_tensors(out, tensors, {"spec": json.dumps(spec, sort_keys=True)})
