@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 from factories import LOSS, trained_mlp
-from rankcollapse.compress import compress_run, compressed, search_energies
+from rankcollapse.compress import choose_energies, compress_run, compressed
 from rankcollapse.layers import utilized_layers
 from rankcollapse.utilization import parameter_count
 from rankcollapse.utilize import utilize_run
@@ -54,9 +54,9 @@ def test_energy_search_picks_the_lowest_energy_within_the_tolerance(trained):
     _, moments = utilize_run(model, data, [0.5], 10_000, 50, LOSS)
     energies = [0.5, 0.9, 0.99]
     args = (model, data.test_x, data.test_y, moments, energies)
-    assert set(search_energies(*args, 1.0, 50, LOSS).values()) == {0.5}  # any drop allowed
-    assert set(search_energies(*args, -1.0, 50, LOSS).values()) == {1.0}  # none allowed
-    choice = search_energies(*args, 0.02, 50, LOSS)
+    assert set(choose_energies(*args, 1.0, 50, LOSS).values()) == {0.5}  # any drop allowed
+    assert set(choose_energies(*args, -1.0, 50, LOSS).values()) == {1.0}  # none allowed
+    choice = choose_energies(*args, 0.02, 50, LOSS)
     assert set(choice) == {"layer1", "layer2", "layer3"}
     rows = compress_run(
         model, data, moments, choice, {**FINETUNE, "epochs": 0, "seed": 0}, 50, LOSS, print

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from factories import claims_defaults
 from rankcollapse.config import (
     ConfigError,
     load_config_file,
@@ -29,6 +30,12 @@ def validated(config: dict) -> dict:
 )
 def test_shipped_configs_are_valid(path):
     validated(yaml.safe_load((REPO / path).read_text()))
+
+
+def test_a_partial_claims_section_gets_the_schema_defaults_for_the_rest():
+    config = validated({**TINY, "claims": {"max_rel_tail": 0.2}})
+    assert config["claims"] == {**claims_defaults(), "max_rel_tail": 0.2}
+    assert claims_defaults()["rank_measure"] == "rank_fro"  # the schema's own default
 
 
 def test_defaults_are_filled_in():

@@ -13,8 +13,8 @@ import pytest
 import torch
 from factories import idx_bytes
 from rankcollapse import fetch_raw
+from rankcollapse.errors import DataError
 from rankcollapse.fetch_raw import RawFile
-from rankcollapse.files import DataError
 from rankcollapse.readers import load_mnist_like
 
 

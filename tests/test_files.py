@@ -4,7 +4,7 @@ import pytest
 import torch
 from factories import small_dataset
 from rankcollapse import files
-from rankcollapse.files import DataError
+from rankcollapse.errors import DataError
 
 
 def test_save_load_dataset_round_trip(tmp_path):

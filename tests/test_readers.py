@@ -12,7 +12,7 @@ import pytest
 import torch
 from factories import idx_bytes
 from rankcollapse import readers
-from rankcollapse.files import DataError
+from rankcollapse.errors import DataError
 
 
 def test_truncated_gzip_is_a_data_error(tmp_path):
@@ -108,3 +108,4 @@ def test_find_cifar10_archive(tmp_path):
     with pytest.raises(DataError, match="data.mirror"):
         readers.find_cifar10_archive(None)
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"")
+    assert readers.find_cifar10_archive(tmp_path) == tmp_path / "cifar-10-binary.tar.gz"

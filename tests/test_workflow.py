@@ -135,7 +135,7 @@ def test_compression_at_searched_energies_through_the_command_line(tiny_run):
     args = ["compress", *run_files(tiny_run / "results/data/clusters_a.safetensors", run)]
     args += ["--moments", str(run / "moments.safetensors"), "--energy", "search"]
     args += ["--table", str(out), "--finetune-epochs", "1", "--finetune-lr", "0.01"]
-    args += ["--search-energies-list", "0.9", "0.99", "--tolerance", "0.005"]
+    args += ["--search-energies", "0.9", "0.99", "--tolerance", "0.005"]
     args += ["--batch-size", "2000", "--device", "cpu", "--threads", "1"]
     job = cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = job.communicate()

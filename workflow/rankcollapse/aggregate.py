@@ -27,7 +27,7 @@ def aggregate(
     for run in zip(layers, metadata, history, spectra, strict=True):
         layers_path, metadata_path, history_path, spectra_path = run
         keys = files.run_keys(files.read_json(metadata_path))
-        layer_frames.append(pd.read_parquet(layers_path))
+        layer_frames.append(files.read_table(layers_path))
         history_frames.append(files.read_history(history_path).assign(**keys))
         tensors, _ = files.load_tensors(spectra_path)
         for layer, s in tensors.items():

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .files import DataError, load_tensors, save_tensors
+from .errors import DataError
+from .files import load_tensors, save_tensors
 
 MODEL, MOMENTUM = "model.", "momentum."
 BATCH_ORDER, GLOBAL_RNG = "rng.batch_order", "rng.torch"

@@ -10,7 +10,7 @@ import importlib
 import json
 import sys
 
-from .files import DataError
+from .errors import DataError
 
 
 def log(message: str) -> None:
@@ -83,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--moments", required=True, help="the run's C_in per layer (safetensors)")
     s.add_argument("--energy", required=True, help="an energy in (0, 1], or 'search'")
     s.add_argument("--table", required=True, help="output: one row per method and stage")
-    _numbers(s, "--search-energies-list", float, nargs="+")
+    _numbers(s, "--search-energies", float, nargs="+")
     _numbers(s, "--tolerance", float, help="(search) largest validation accuracy drop")
     _numbers(s, "--finetune-epochs")
     _numbers(s, "--finetune-lr", float)

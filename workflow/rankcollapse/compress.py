@@ -16,11 +16,10 @@ from torch import nn
 
 from . import files, sgd
 from .device import resolve_device, seed_everything
-from .features import Features
+from .features import Features, split_test_set
 from .layers import replace_module, utilized_layers, weight_matrix, with_weights
 from .losses import evaluate, loss_spec
 from .utilization import factorize, parameter_count, project_layer, saves_parameters
-from .utilize import CALIBRATION_SEED
 
 
 def compressed(model: nn.Module, matrices: dict[str, torch.Tensor], ranks: dict[str, int]):
@@ -69,15 +68,7 @@ def finetune(
     return history
 
 
-def test_halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random split of the test set (seed 0) into a validation half, on which the
-    energy search selects, and an evaluation half, on which the search's result is reported.
-    """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(CALIBRATION_SEED))
-    return order[: n // 2], order[n // 2 :]
-
-
-def search_energies(
+def choose_energies(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -98,14 +89,14 @@ def search_energies(
     for name, _, module in layers:
         choice[name] = 1.0
         for e in sorted(energies):
-            projected = project_layer(weight_matrix(module), moments[name], e)["projected"]
+            moment = moments[name].to(module.weight.device)
+            projected = project_layer(weight_matrix(module), moment, e)["projected"]
             _, acc = evaluate(with_weights(model, {**chosen, name: projected}), x, y, batch, loss)
             if reference - acc <= tolerance:
                 choice[name] = e
                 break
-        chosen[name] = project_layer(weight_matrix(module), moments[name], choice[name])[
-            "projected"
-        ]
+        moment = moments[name].to(module.weight.device)
+        chosen[name] = project_layer(weight_matrix(module), moment, choice[name])["projected"]
     return choice
 
 
@@ -119,7 +110,7 @@ def compress_run(
     loss: dict,
     log=print,
 ) -> list[dict]:
-    """At energy e (or at a per-layer energy, from search_energies): the utilized rank r of
+    """At energy e (or at a per-layer energy, from choose_energies): the utilized rank r of
     every layer (from C_in), then two compressed models at the same per-layer ranks,
     data-driven (factors of W' = P_T W P_S) and plain SVD (factors of the rank-r truncation of
     W), each evaluated on the test set before and after the same end-to-end fine-tuning. One row
@@ -195,7 +186,7 @@ def compress(
     moments: str,
     energy: str,
     table: str,
-    search_energies_list: list[float],
+    search_energies: list[float],
     tolerance: float,
     finetune_epochs: int,
     finetune_lr: float,
@@ -226,13 +217,13 @@ def compress(
     chosen: float | dict[str, float]
     if energy == "search":
         # Select on one half of the test set, report on the other.
-        validation, evaluation = test_halves(len(features.test_y))
-        chosen = search_energies(
+        validation, evaluation = split_test_set(len(features.test_y))
+        chosen = choose_energies(
             net,
             features.test_x[validation],
             features.test_y[validation],
             second_moments,
-            search_energies_list,
+            search_energies,
             tolerance,
             batch_size,
             loss_spec(spec),

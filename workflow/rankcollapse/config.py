@@ -13,6 +13,9 @@ import jsonschema
 import yaml
 
 SPECTRAL_COLUMNS = ("rank_fro", "stable_rank", "effective_rank")
+# The CIFAR-10 binary archive, looked for in data.mirror or its cifar10/ folder.
+CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
+CIFAR10_FOLDERS = ("", "cifar10")
 
 
 class ConfigError(ValueError):

@@ -41,3 +41,21 @@ def to_features(tensors: dict[str, torch.Tensor], device: torch.device) -> Featu
         tensors["test_y"].long().to(device),
         classes,
     )
+
+
+# Fixed subsets, the same for every run of a dataset.
+CALIBRATION_SEED = 0
+
+
+def calibration_indices(n: int, samples: int) -> torch.Tensor:
+    """A fixed random subset of ``samples`` training indices (all of them if fewer)."""
+    g = torch.Generator().manual_seed(CALIBRATION_SEED)
+    return torch.randperm(n, generator=g)[: min(samples, n)]
+
+
+def split_test_set(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random split of the test set (seed 0) into a validation half, on which the
+    energy search selects, and an evaluation half, on which the search's result is reported.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(CALIBRATION_SEED))
+    return order[: n // 2], order[n // 2 :]

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from . import files
-from .files import DataError
+from .errors import DataError
 from .readers import CHUNK_BYTES, md5_of, read_maybe_gz
 
 Log = Callable[[str], None]
@@ -360,7 +360,7 @@ def acquire(
     ``{name: {"source": ..., "md5": ...}}`` (source "existing" for files reused from ``dest``).
     """
     if source not in RAW_FILES:
-        raise ValueError(f"unknown raw source {source!r}; known: {', '.join(sorted(RAW_FILES))}")
+        raise DataError(f"unknown raw source {source!r}; known: {', '.join(sorted(RAW_FILES))}")
     specs = RAW_FILES[source]
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

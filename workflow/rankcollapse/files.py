@@ -18,16 +18,13 @@ import safetensors
 import torch
 from safetensors.torch import save_file
 
+from .errors import DataError
 from .features import Features, to_features
 from .models import build_model
 
 Tensors = dict[str, torch.Tensor]
 # safetensors cannot store an empty file: a run with nothing to store gets this one entry.
 EMPTY = "none"
-
-
-class DataError(RuntimeError):
-    """A file is missing, corrupt or unreadable; the message says which file and what to do."""
 
 
 def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
@@ -69,14 +66,22 @@ def write_table(path: Path | str, table: pd.DataFrame) -> None:
     write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
+def read_table(path: Path | str) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
 def read_tables(paths: list[str]) -> pd.DataFrame:
     """The parquet tables at ``paths`` one under the other (an empty table for no paths)."""
-    frames = [pd.read_parquet(p) for p in paths]
+    frames = [read_table(p) for p in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def write_text(path: Path | str, text: str) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def write_json(path: Path | str, value) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(value, indent=2)))
+    write_text(path, json.dumps(value, indent=2))
 
 
 def read_json(path: Path | str):

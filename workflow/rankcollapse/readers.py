@@ -15,12 +15,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from .files import DataError, Tensors
+from .config import CIFAR10_ARCHIVE, CIFAR10_FOLDERS
+from .errors import DataError
+from .files import Tensors
 
 CHUNK_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
-CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_FOLDER = "cifar-10-batches-bin"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -111,7 +112,7 @@ def _read_idx_file(path: Path) -> torch.Tensor:
 
 def find_cifar10_archive(mirror: Path | None) -> Path:
     """The CIFAR-10 binary archive in the mirror folder (or its ``cifar10`` sub-folder)."""
-    candidates = [] if mirror is None else [Path(mirror), Path(mirror) / "cifar10"]
+    candidates = [] if mirror is None else [Path(mirror, folder) for folder in CIFAR10_FOLDERS]
     for folder in candidates:
         if (folder / CIFAR10_ARCHIVE).is_file():
             return folder / CIFAR10_ARCHIVE

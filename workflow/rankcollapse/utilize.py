@@ -17,19 +17,11 @@ import torch
 from torch import nn
 
 from . import files
-from .features import Features
+from .features import Features, calibration_indices
 from .layers import capture, input_rows, layer_kind, utilized_layers, weight_matrix, with_weights
 from .losses import evaluate, loss_spec
 from .statistics import SecondMoment
 from .utilization import output_error_terms, project_layer, relative_error, utilization
-
-CALIBRATION_SEED = 0
-
-
-def calibration_indices(n: int, samples: int) -> torch.Tensor:
-    """A fixed random subset of ``samples`` training indices (all of them if fewer)."""
-    g = torch.Generator().manual_seed(CALIBRATION_SEED)
-    return torch.randperm(n, generator=g)[: min(samples, n)]
 
 
 @torch.no_grad()

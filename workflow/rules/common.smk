@@ -20,6 +20,8 @@ os.environ.update(
 )
 
 from rankcollapse.config import (
+    CIFAR10_ARCHIVE,
+    CIFAR10_FOLDERS,
     ConfigError,
     dataset_spec,
     energy_label,
@@ -129,9 +131,18 @@ def utilization_targets():
 
 
 def raw_input(wildcards):
-    """The verified raw files a dataset is prepared from (none for synthetic or CIFAR-10)."""
+    """What a dataset is prepared from: the folder of verified raw files (MNIST-like), the
+    CIFAR-10 archive in the mirror when it is there (else the job says where to put it), or
+    nothing (synthetic).
+    """
     source = config["datasets"][wildcards.dataset]["source"]
-    return f"results/raw/{source}" if source in ("mnist", "fashion_mnist") else []
+    if source in ("mnist", "fashion_mnist"):
+        return f"results/raw/{source}"
+    mirror = config["data"]["mirror"]
+    if source == "cifar10" and mirror:
+        found = [Path(mirror, f, CIFAR10_ARCHIVE) for f in CIFAR10_FOLDERS]
+        return [str(p) for p in found if p.is_file()][:1]
+    return []
 
 
 def study_figures(study):

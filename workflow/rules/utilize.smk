@@ -65,7 +65,7 @@ rule compress:
         " --metadata {input.metadata:q} --moments {input.moments:q}"
         " --energy {wildcards.energy} --table {output.table:q}"
         " --finetune-epochs {params.epochs} --finetune-lr {params.lr}"
-        " --search-energies-list {params.energies} --tolerance {params.tolerance}"
+        " --search-energies {params.energies} --tolerance {params.tolerance}"
         " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
         " > {log:q} 2>&1"
 

@@ -216,7 +216,7 @@ def bound_part(rows: pd.DataFrame) -> tuple[Verdict, str, list[dict]]:
             "layer": r.layer,
             "tail_K": r.tail_K,
             "bound": r.bound,
-            "result": "violation",
+            "result": Check(Outcome.FAIL, "violation"),
         }
         for r in rows.loc[violated.index[violated]].itertuples()
     ]

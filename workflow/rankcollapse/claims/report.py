@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import files
 from .verdicts import Check, Claim, Verdict
 
 
@@ -115,6 +115,5 @@ def write_report(claims: list[dict], thresholds: dict, markdown: str, json_path:
     payload = json.dumps(
         {"thresholds": plain(thresholds), "claims": claims}, indent=2, allow_nan=False
     )
-    for path, text in ((markdown, render_markdown(claims, thresholds)), (json_path, payload)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+    files.write_text(markdown, render_markdown(claims, thresholds))
+    files.write_text(json_path, payload)
