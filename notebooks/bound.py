@@ -32,11 +32,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 from rankcollapse.claims.statistics import bound_slope_rows, log_log_fit
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+runs, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
 runs = runs[runs["weight_decay"] > 0]
 

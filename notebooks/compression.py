@@ -26,12 +26,11 @@ energy = 0.99
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-rows, left_out = plotting.finished_runs(pd.read_parquet(compression))
+rows, left_out = plotting.finished_runs(files.read_table(compression))
 print("left out:", left_out or "none")
 rows["method"] = rows["method"].map({"data_driven": "data-driven", "svd": "plain SVD"})
 rows["series"] = rows["method"] + ", " + rows["stage"] + " fine-tuning"

@@ -27,12 +27,11 @@ variability_measure = "tcv"
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+runs, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
 # Real data has dataset_std = NaN.
 runs = runs[np.isfinite(runs["dataset_std"])].copy()

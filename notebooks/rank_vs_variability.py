@@ -23,12 +23,11 @@ rank_measure = "rank_fro"
 variability_measure = "tcv"
 
 # %%
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+runs, left_out = plotting.finished_runs(files.read_table(table))
 runs["λ"] = runs["weight_decay"].map(lambda w: f"{w:g}")
 order = [f"{w:g}" for w in sorted(runs["weight_decay"].unique())]
 print("left out:", left_out or "none")

@@ -22,12 +22,11 @@ rank_measure = "rank_fro"
 variability_measure = "tcv"
 
 # %%
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(table))
+runs, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
 
 # %%

@@ -25,15 +25,14 @@ rank_measure = "rank_fro"
 variability_measure = "tcv"
 
 # %%
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-sv, _ = plotting.finished_runs(pd.read_parquet(spectra))
+sv, _ = plotting.finished_runs(files.read_table(spectra))
 # Unfinished runs have no spectra, so they are listed from the layers table, which also gives K
 # per dataset (the spectra table has no class count).
-layers_table, left_out = plotting.finished_runs(pd.read_parquet(table))
+layers_table, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
 classes = layers_table.groupby("dataset")["classes"].max()
 layer_order = layers_table.sort_values("layer_index")["layer"].unique()

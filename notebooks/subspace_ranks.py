@@ -23,12 +23,11 @@ png = "figure.png"
 energy = 0.99
 
 # %%
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(utilization))
+runs, left_out = plotting.finished_runs(files.read_table(utilization))
 print("left out:", left_out or "none")
 runs = runs[runs["seed"] == runs.groupby(["dataset", "weight_decay"])["seed"].transform("min")]
 runs["layer_label"] = runs["layer"] + " " + runs["kind"]

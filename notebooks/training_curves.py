@@ -27,13 +27,12 @@ rank_measure = "rank_fro"
 variability_measure = "tcv"
 
 # %%
-import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-hist, left_out = plotting.finished_runs(pd.read_parquet(history))
+hist, left_out = plotting.finished_runs(files.read_table(history))
 print("left out:", left_out or "none")
 hist["λ"] = hist["weight_decay"].map(lambda w: f"{w:g}")
 order = [f"{w:g}" for w in sorted(hist["weight_decay"].unique())]

@@ -23,12 +23,11 @@ energy = 0.99
 
 # %%
 import numpy as np
-import pandas as pd
 import seaborn as sns
-from rankcollapse import plotting
+from rankcollapse import files, plotting
 
 plotting.set_style()
-runs, left_out = plotting.finished_runs(pd.read_parquet(utilization))
+runs, left_out = plotting.finished_runs(files.read_table(utilization))
 print("left out:", left_out or "none")
 runs = runs[np.isclose(runs["energy"], energy)]
 runs = runs[runs["seed"] == runs.groupby(["dataset", "weight_decay"])["seed"].transform("min")]

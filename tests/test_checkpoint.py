@@ -2,6 +2,8 @@
 uninterrupted one; another config's or an unreadable checkpoint is not used.
 """
 
+import re
+
 import pytest
 import torch
 from factories import clusters, run_spec
@@ -74,14 +76,31 @@ def test_a_checkpoint_of_another_config_is_not_reused(tmp_path):
     assert_bitwise_equal(state(other), state(train_run(run_spec(wd=2e-3), data, CPU, print)))
 
 
-def test_an_unreadable_checkpoint_means_a_fresh_start(tmp_path):
+def truncate(data: bytes) -> bytes:
+    return data[:100]
+
+
+def edit_progress(data: bytes) -> bytes:
+    """One digit of the recorded progress changed: a resume would skip an epoch."""
+
+    def next_epoch(match: re.Match) -> bytes:
+        return match[1] + str(int(match[2]) + 1).encode()
+
+    return re.sub(rb'(\\"sgd\\": )(\d)', next_epoch, data, count=1)
+
+
+@pytest.mark.parametrize("damage", [truncate, edit_progress])
+def test_a_damaged_checkpoint_is_set_aside_and_never_resumed_from(tmp_path, damage):
     spec, data, path = run_spec(), clusters(), tmp_path / "checkpoint.safetensors"
     with pytest.raises(Killed):
         train_run(spec, data, CPU, killer("sgd 3:"), Checkpointing(path, 1))
-    path.write_bytes(path.read_bytes()[:100])
+    damaged = damage(path.read_bytes())
+    assert damaged != path.read_bytes()
+    path.write_bytes(damaged)
     lines = []
     fresh = train_run(spec, data, CPU, lines.append, Checkpointing(path, 1))
-    assert fresh.resumed_from == "" and any("is unreadable" in line for line in lines)
+    assert fresh.resumed_from == "" and any("set aside" in line for line in lines)
+    assert (tmp_path / "checkpoint.safetensors.corrupt").read_bytes() == damaged
     assert_bitwise_equal(state(fresh), state(train_run(spec, data, CPU, print)))
 
 

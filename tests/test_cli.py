@@ -42,7 +42,8 @@ def truncated_copy(path, tmp_path):
 def assert_clear_error(job: subprocess.Popen, path) -> None:
     stderr = job.communicate()[1]
     assert job.returncode == 1, stderr
-    assert f"cannot read {path}" in stderr and "delete it and re-run" in stderr
+    assert f"{path}: cannot be read" in stderr
+    assert f"Rebuild it with `snakemake --cores all --force {path}`" in stderr
     assert "Traceback" not in stderr
 
 

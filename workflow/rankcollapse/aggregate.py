@@ -26,9 +26,11 @@ def aggregate(
     layer_frames, history_frames, spectra_frames = [], [], []
     for run in zip(layers, metadata, history, spectra, strict=True):
         layers_path, metadata_path, history_path, spectra_path = run
-        keys = files.run_keys(files.read_json(metadata_path))
+        meta = files.read_json(metadata_path)
+        keys = files.run_keys(meta)
         layer_frames.append(files.read_table(layers_path))
-        history_frames.append(files.read_history(history_path).assign(**keys))
+        history = files.read_history(history_path, meta["history_sha256"])
+        history_frames.append(history.assign(**keys))
         tensors, _ = files.load_tensors(spectra_path)
         for layer, s in tensors.items():
             index = range(1, len(s) + 1)

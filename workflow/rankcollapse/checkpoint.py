@@ -6,6 +6,7 @@ history), tagged with the run's config hash so that no other run's checkpoint is
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,8 @@ def save(
 
 def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | None:
     """The checkpoint at ``path`` if there is one for this config hash; else None, with the
-    reason logged (an unreadable file or another config's checkpoint means a fresh start).
+    reason logged. Another config's checkpoint means a fresh start; one that fails its content
+    hash is never resumed from: it is set aside as ``<path>.corrupt`` and the run starts afresh.
     """
     if not path.exists():
         return None
@@ -62,7 +64,9 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
         tensors, metadata = load_tensors(path)
         progress, history = json.loads(metadata["progress"]), json.loads(metadata["history"])
     except (DataError, KeyError, ValueError) as error:
-        log(f"checkpoint {path} is unreadable ({error}); starting afresh")
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        log(f"checkpoint {path} is unusable ({error}); set aside as {aside}, starting afresh")
         return None
     if metadata.get("config_hash") != config_hash:
         log(

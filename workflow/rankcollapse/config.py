@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 import jsonschema
@@ -22,8 +24,16 @@ class ConfigError(ValueError):
     """The config breaks the schema or refers to something that does not exist."""
 
 
+def _strict_integer(_checker, instance) -> bool:
+    """Integers are ints, never floats such as 2.0 (JSON Schema would accept them, and
+    ``range(2.0)`` fails deep inside a job) nor booleans."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 def _with_defaults(validator_class):
-    """A validator class that fills in each missing property's ``default`` while validating."""
+    """A validator class that fills in each missing property's ``default`` while validating,
+    with strict integers.
+    """
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -33,7 +43,10 @@ def _with_defaults(validator_class):
                     instance[key] = json.loads(json.dumps(sub["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    type_checker = validator_class.TYPE_CHECKER.redefine("integer", _strict_integer)
+    return jsonschema.validators.extend(
+        validator_class, {"properties": set_defaults}, type_checker=type_checker
+    )
 
 
 def key_path(path) -> str:
@@ -51,19 +64,55 @@ def describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         message += f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-    if error.validator == "type" and isinstance(error.instance, str) and _is_float(error.instance):
-        message += f"; YAML reads {error.instance} as text: write it with a dot, e.g. 1.0e-3"
     description = error.schema.get("description")
     hint = f" ({description.strip()})" if description and error.validator != "required" else ""
     return f"config key '{key}': {message}{hint}"
 
 
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _types(schema: dict) -> set[str]:
+    kind = schema.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _parse_text(text: str, types: set[str]):
+    """The value a text stands for where the schema wants no text: an integer, a number, a
+    boolean or null; the text itself when it is none of them.
+    """
+    stripped = text.strip()
+    if "integer" in types and re.fullmatch(r"[+-]?[0-9]+", stripped):
+        return int(stripped)
+    if "number" in types:
+        try:
+            return float(stripped)
+        except ValueError:
+            pass
+    if "boolean" in types and stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if "null" in types and stripped.lower() in ("null", "~", "none"):
+        return None
+    return text
+
+
+def coerce_text(value, schema: dict):
+    """``value`` with every text that stands where the schema wants a number, boolean or
+    null turned into one. Snakemake reads nested ``--config`` values as text
+    (``threads={train: 2}`` gives '2'), and YAML 1.1 reads exponents without a dot (1e-3) as
+    text; both mean the number.
+    """
+    if isinstance(value, str):
+        types = _types(schema)
+        return value if "string" in types or not types else _parse_text(value, types)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            k: coerce_text(v, properties.get(k, extra if isinstance(extra, dict) else {}))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [coerce_text(v, items if isinstance(items, dict) else {}) for v in value]
+    return value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -87,20 +136,62 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_config_file(path: str | Path) -> dict:
-    """A config file read with safe YAML loading, refusing duplicate keys."""
+    """A config file read with safe YAML loading, refusing duplicate keys, tags that build
+    Python objects, and Snakemake's templating (``__use_yte__``).
+    """
     with open(path) as file:
         loader = _UniqueKeyLoader(file)
         try:
-            return loader.get_single_data()
+            config = loader.get_single_data()
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"config file {path} is not plain YAML ({' '.join(str(error).split())}); "
+                "write values as plain numbers, strings, lists and mappings"
+            ) from None
         finally:
             loader.dispose()
+    if isinstance(config, dict) and "__use_yte__" in config:
+        raise ConfigError(
+            f"config file {path} turns on templating (`__use_yte__`), which runs the Python "
+            "expressions in it: Snakemake has already evaluated them while reading the file, "
+            "before this check. Remove `__use_yte__` and write plain values."
+        )
+    return config
+
+
+def shape_problems(value, path=()) -> list[str]:
+    """Problems JSON Schema cannot see: keys that are not text (YAML reads ``1:`` as a number,
+    so ``1:`` and ``'1':`` would be two keys naming one thing), and numbers that are not
+    finite (``.nan``, ``.inf``, or 1e400 read as infinity).
+    """
+    problems = []
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                where = f"{key_path(path)}.{key}" if path else str(key)
+                problems.append(
+                    f"config key '{where}': the key is a {type(key).__name__}, not text; "
+                    f"quote it ('{key}')"
+                )
+            problems += shape_problems(sub, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            problems += shape_problems(sub, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"config key '{key_path(path)}': {value} is not a finite number")
+    return problems
 
 
 def validate_config(config: dict, schema_path: str | Path) -> None:
     """Check ``config`` against the schema, filling in defaults in place; raise ConfigError
     listing every problem.
     """
+    if not isinstance(config, dict):
+        raise ConfigError("invalid config: the config must be a mapping of keys to values")
+    if problems := shape_problems(config):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     schema = yaml.safe_load(Path(schema_path).read_text())
+    config.update(coerce_text(config, schema))
     validator = _with_defaults(jsonschema.validators.validator_for(schema))(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [describe(e) for e in errors]
@@ -110,10 +201,82 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
-def semantic_problems(config: dict) -> list[str]:
-    """Problems the schema cannot express: references between sections, clashing labels."""
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Images of the sources that have them (C, H, W), and their train / test set sizes.
+IMAGE_SOURCES = {
+    "mnist": ((1, 28, 28), 60000, 10000),
+    "fashion_mnist": ((1, 28, 28), 60000, 10000),
+    "cifar10": ((3, 32, 32), 50000, 10000),
+}
+
+
+def dataset_problems(name: str, dataset: dict) -> list[str]:
+    """A dataset's sizes against what its source holds; no subset sizes for synthetic data."""
+    key = f"config key 'datasets.{name}"
+    if dataset["source"] == "gaussian_clusters":
+        return [
+            f"{key}.{size}': synthetic data has no subsets; set per_class / test_per_class "
+            "instead, or remove the key"
+            for size in ("train_size", "test_size")
+            if dataset[size] is not None
+        ]
+    _, train, test = IMAGE_SOURCES[dataset["source"]]
+    return [
+        f"{key}.{size}': {dataset[size]} is more than the {available} samples of "
+        f"{dataset['source']}'s {split} set"
+        for size, available, split in (
+            ("train_size", train, "training"),
+            ("test_size", test, "test"),
+        )
+        if dataset[size] is not None and dataset[size] > available
+    ]
+
+
+def model_problems(name: str, study: dict, config: dict) -> list[str]:
+    """The model against its data: CNN and ViT need images; a ViT's heads divide its width
+    and its patch divides the image.
+    """
+    model, key = study["model"], f"config key 'studies.{name}.model"
     problems = []
+    for dataset in study["datasets"]:
+        source = config["datasets"].get(dataset, {}).get("source")
+        if model["arch"] in ("cnn", "vit") and source not in IMAGE_SOURCES:
+            problems.append(
+                f"{key}.arch': '{model['arch']}' needs image data, but dataset '{dataset}' is "
+                f"{source}; use arch 'mlp' for it"
+            )
+        elif model["arch"] == "vit" and IMAGE_SOURCES[source][0][1] % model["patch_size"]:
+            size = IMAGE_SOURCES[source][0][1]
+            problems.append(
+                f"{key}.patch_size': {model['patch_size']} does not divide the {size}×{size} "
+                f"images of dataset '{dataset}'"
+            )
+    if model["arch"] == "vit" and model["dim"] % model["heads"]:
+        problems.append(f"{key}.heads': {model['heads']} does not divide model.dim {model['dim']}")
+    return problems
+
+
+def semantic_problems(config: dict) -> list[str]:
+    """Problems the schema cannot express: references between sections, clashing labels,
+    names that are not plain path components, sizes and shapes that do not fit the data.
+    """
+    problems = [
+        f"config key '{section}.{name}': the name must be 1-64 letters, digits, '_', '-' or "
+        "'.', starting with a letter or digit (it becomes a folder name)"
+        for section in ("datasets", "studies")
+        for name in config[section]
+        if not NAME.fullmatch(name) or (section == "studies" and "." in name)
+    ]
+    for name, dataset in config["datasets"].items():
+        problems += dataset_problems(name, dataset)
+    labels = [eps_rank_column(e) for e in config["measures"]["eps"]]
+    if len(set(labels)) != len(labels):
+        problems.append(
+            f"config key 'measures.eps': values {config['measures']['eps']} give the same "
+            "column name twice; use values that differ in their first 6 digits"
+        )
     for name, study in config["studies"].items():
+        problems += model_problems(name, study, config)
         for dataset in study["datasets"]:
             if dataset not in config["datasets"]:
                 problems.append(
@@ -126,7 +289,7 @@ def semantic_problems(config: dict) -> list[str]:
                 f"config key 'studies.{name}.weight_decay': values {study['weight_decay']} "
                 "give the same path label twice; use values that differ in their first 6 digits"
             )
-    allowed = list(SPECTRAL_COLUMNS) + [f"rank_eps_{e:g}" for e in config["measures"]["eps"]]
+    allowed = list(SPECTRAL_COLUMNS) + [eps_rank_column(e) for e in config["measures"]["eps"]]
     for section in ("figures", "claims"):
         if config[section]["rank_measure"] not in allowed:
             problems.append(
@@ -164,6 +327,11 @@ def utilization_problems(config: dict) -> list[str]:
                 "label twice; use values that differ in their first 6 digits"
             )
     return problems
+
+
+def eps_rank_column(eps: float) -> str:
+    """Column name of the ε-rank, e.g. ``rank_eps_0.01``."""
+    return f"rank_eps_{eps:g}"
 
 
 def energy_label(energy: float) -> str:

@@ -5,15 +5,19 @@ weights, per-run tables). No pickle anywhere.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import safetensors
 import torch
 from safetensors.torch import save_file
@@ -25,49 +29,126 @@ from .models import build_model
 Tensors = dict[str, torch.Tensor]
 # safetensors cannot store an empty file: a run with nothing to store gets this one entry.
 EMPTY = "none"
+# Where a file keeps the SHA-256 of its content, verified by every reader.
+DIGEST = "sha256"
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp)`` then rename tmp to ``path``, so a killed job leaves no half file."""
+    """Call ``write(tmp)`` then rename tmp to ``path``, so a killed job leaves no half file.
+    The file gets the mode a plain write would (0666 less the umask), not the temporary
+    file's 0600, so collaborators on a shared file system can read results.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def corrupt(path: Path | str, problem: str) -> DataError:
+    """The error for a bad file: what is wrong, and the command that rebuilds it (the files
+    made from it are then older than it, so the next plain run rebuilds them too).
+    """
+    rebuild = f"snakemake --cores all --force {shlex.quote(str(path))}"
+    return DataError(
+        f"{path}: {problem}. Rebuild it with `{rebuild}`, then run snakemake again (what was "
+        "made from it is rebuilt, being older)."
+    )
+
+
+def tensors_digest(tensors: Tensors, metadata: dict[str, str]) -> str:
+    """SHA-256 of tensors (names, dtypes, shapes, bytes) and string metadata, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != DIGEST:
+            digest.update(f"{key}={metadata[key]}\0".encode())
+    for key in sorted(tensors):
+        value = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}\0".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_tensors(path: Path | str, tensors: Tensors, metadata: dict[str, str] | None = None):
-    """Write tensors (made contiguous) and string metadata as safetensors, atomically."""
-    if bad := [key for key, value in (metadata or {}).items() if not isinstance(value, str)]:
+    """Write tensors (made contiguous) and string metadata as safetensors, atomically, with
+    their content hash in the metadata.
+    """
+    metadata = dict(metadata or {})
+    if bad := [key for key, value in metadata.items() if not isinstance(value, str)]:
         raise TypeError(f"safetensors metadata values must be str; not for {', '.join(bad)}")
     contiguous = {k: v.contiguous() for k, v in tensors.items()} or {EMPTY: torch.zeros(0)}
+    metadata[DIGEST] = tensors_digest(contiguous, metadata)
     write_atomic(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
 def load_tensors(path: Path | str) -> tuple[Tensors, dict[str, str]]:
-    """Tensors and metadata of a safetensors file; DataError when it is missing or corrupt."""
+    """Tensors and metadata of a safetensors file, verified against its content hash;
+    DataError when it is missing, unreadable or not what was written.
+    """
     try:
         with safetensors.safe_open(str(path), framework="pt") as file:
-            tensors = {key: file.get_tensor(key) for key in file.keys() if key != EMPTY}
-            return tensors, file.metadata() or {}
-    except (safetensors.SafetensorError, OSError) as error:
-        raise DataError(
-            f"cannot read {path}: {error}. The file is missing, truncated or corrupt: "
-            "delete it and re-run (snakemake rebuilds it)."
-        ) from error
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+            metadata = file.metadata() or {}
+    except Exception as error:  # safetensors and torch raise several kinds on a damaged file
+        raise corrupt(path, f"cannot be read ({error}): missing, truncated or corrupt") from None
+    verify(path, metadata.get(DIGEST), tensors_digest(tensors, metadata))
+    tensors.pop(EMPTY, None)
+    return tensors, {k: v for k, v in metadata.items() if k != DIGEST}
+
+
+def verify(path: Path | str, recorded: str | None, found: str) -> None:
+    """DataError unless the content hash ``found`` is the one ``recorded`` at writing."""
+    if recorded is None:
+        raise corrupt(path, "has no content hash (not written by this pipeline, or edited)")
+    if recorded != found:
+        raise corrupt(
+            path, f"is not what was written: its content hash is {found}, {recorded} was recorded"
+        )
+
+
+def frame_digest(table: pd.DataFrame) -> str:
+    """SHA-256 of a table's column names, dtypes and values, in column order."""
+    digest = hashlib.sha256()
+    for name in table.columns:
+        digest.update(f"{name}:{table[name].dtype}\0".encode())
+        digest.update(pd.util.hash_pandas_object(table[name], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def write_table(path: Path | str, table: pd.DataFrame) -> None:
-    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+    """Write a table as parquet, atomically, with the content hash of the table a reader
+    gets back (computed on its own round trip) in the file's schema metadata.
+    """
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    arrow = pq.read_table(io.BytesIO(buffer.getvalue()))
+    digest = frame_digest(arrow.to_pandas())
+    arrow = arrow.replace_schema_metadata({**arrow.schema.metadata, DIGEST.encode(): digest})
+    write_atomic(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
 def read_table(path: Path | str) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    """A parquet table, verified against its content hash."""
+    try:
+        arrow = pq.read_table(path)
+        table = arrow.to_pandas()
+    except Exception as error:  # a damaged file breaks pyarrow in many ways (KeyError, ...)
+        raise corrupt(path, f"cannot be read ({error}): missing, truncated or corrupt") from None
+    recorded = (arrow.schema.metadata or {}).get(DIGEST.encode())
+    verify(path, recorded and recorded.decode(errors="replace"), frame_digest(table))
+    return table
 
 
 def read_tables(paths: list[str]) -> pd.DataFrame:
@@ -80,21 +161,45 @@ def write_text(path: Path | str, text: str) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def write_json(path: Path | str, value) -> None:
-    write_text(path, json.dumps(value, indent=2))
+def json_digest(value: dict) -> str:
+    """SHA-256 of a JSON object's canonical text (sorted keys), its own hash left out."""
+    rest = {k: v for k, v in value.items() if k != DIGEST}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
-def read_json(path: Path | str):
-    return json.loads(Path(path).read_text())
+def write_json(path: Path | str, value: dict) -> None:
+    """A JSON object, atomically, with its content hash as its last key."""
+    write_text(path, json.dumps({**value, DIGEST: json_digest(value)}, indent=2))
 
 
-def write_history(path: Path | str, rows: list[dict]) -> None:
-    """A run's training history, one row per record, as CSV."""
+def read_json(path: Path | str) -> dict:
+    """A JSON object written by :func:`write_json`, verified against its content hash."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise corrupt(path, f"cannot be read ({error}): missing, truncated or corrupt") from None
+    if not isinstance(value, dict):
+        raise corrupt(path, "is not a JSON object")
+    verify(path, value.get(DIGEST), json_digest(value))
+    return {k: v for k, v in value.items() if k != DIGEST}
+
+
+def write_history(path: Path | str, rows: list[dict]) -> str:
+    """A run's training history, one row per record, as CSV; returns the SHA-256 of its
+    bytes, which the run's metadata records.
+    """
     write_atomic(path, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def read_history(path: Path | str) -> pd.DataFrame:
-    return pd.read_csv(path)
+def read_history(path: Path | str, recorded: str) -> pd.DataFrame:
+    """A run's history, verified against the SHA-256 its metadata recorded."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise corrupt(path, f"cannot be read ({error})") from None
+    verify(path, recorded, hashlib.sha256(data).hexdigest())
+    return pd.read_csv(io.BytesIO(data))
 
 
 # ---------------------------------------------------------------- a trained run's files
@@ -159,10 +264,6 @@ def save_model(path: Path | str, model: torch.nn.Module, config_hash: str) -> No
     save_tensors(path, state, {"config_hash": config_hash})
 
 
-def load_weights(path: Path | str) -> Tensors:
-    return load_tensors(path)[0]
-
-
 def load_features(path: Path | str, device: torch.device) -> Features:
     """A prepared dataset file as float features on ``device``."""
     return to_features(load_tensors(path)[0], device)
@@ -173,5 +274,15 @@ def load_run(metadata: Path | str, weights: Path | str, data: Path | str, device
     meta = read_json(metadata)
     features = load_features(data, device)
     model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
-    model.load_state_dict(load_weights(weights))
+    state, tags = load_tensors(weights)
+    if tags.get("config_hash") != meta["spec"]["config_hash"]:
+        raise corrupt(
+            weights,
+            f"belongs to config {tags.get('config_hash')}, but {metadata} is of config "
+            f"{meta['spec']['config_hash']}",
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # names or shapes that are not the model's
+        raise corrupt(weights, f"does not fit the run's model ({error})") from None
     return meta, features, model.to(device)

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .config import eps_rank_column
+
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
     """Full spectrum σ_1 ≥ … ≥ σ_min(m,n) of W as a 2-D matrix (a convolution kernel
@@ -151,11 +153,6 @@ def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str
     for eps in eps_list:
         row[eps_rank_column(eps)] = eps_rank(s, eps)
     return row
-
-
-def eps_rank_column(eps: float) -> str:
-    """Column name of the ε-rank, e.g. ``rank_eps_0.01``."""
-    return f"rank_eps_{eps:g}"
 
 
 def within_class_error(g: torch.Tensor, d: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:

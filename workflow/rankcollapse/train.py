@@ -193,7 +193,7 @@ def train(
             "runs and go on with the rest of the sweep, set `training: {divergence: record}`."
         )
     files.save_model(model, result.model, spec["config_hash"])
-    files.write_history(history, result.history)
+    history_sha256 = files.write_history(history, result.history)
     meta = {
         "spec": spec,
         "status": result.status,
@@ -203,6 +203,7 @@ def train(
         "train_seconds": sum(row["seconds"] for row in result.history),
         "in_shape": list(features.in_shape),
         "classes": features.classes,
+        "history_sha256": history_sha256,
         **files.provenance(target),
     }
     files.write_json(metadata, meta)

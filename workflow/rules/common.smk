@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,12 +59,20 @@ RUN_DIR = "results/runs/{study}/{dataset}/wd~{wd}/seed~{seed}"
 RUN_ID = "{study}/{dataset}/wd~{wd}/seed~{seed}"
 
 
+def one_of(values):
+    """A wildcard pattern matching exactly these values (already checked to be safe path
+    components by the schema), so that a target naming anything else is refused up front
+    ("No rule to produce ...") instead of failing inside an input function.
+    """
+    return "|".join(re.escape(str(v)) for v in sorted(set(values), key=str)) or "(?!)"
+
+
 wildcard_constraints:
-    study=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    study=one_of(config["studies"]),
+    dataset=one_of(config["datasets"]),
     # λ as written by wd_label (%g): 0, 0.001, 1e-05, ...; nothing else reaches a shell.
-    wd=r"(0|[1-9][0-9]*|[0-9]*\.[0-9]+)(e[+-][0-9]+)?",
-    seed=r"[0-9]+",
+    wd=one_of(wd_label(w) for s in config["studies"].values() for w in s["weight_decay"]),
+    seed=one_of(seed for s in config["studies"].values() for seed in s["seeds"]),
     source=r"mnist|fashion_mnist",
     figure="|".join(FIGURES),
     figure_b="|".join(FIGURES_UTILIZATION),

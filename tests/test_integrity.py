@@ -1,0 +1,84 @@
+"""Every artifact of a real run is verified when read: a byte flipped anywhere in one run's
+files is refused with a message naming the file, or changes nothing that is read; never a
+silent change, never a traceback.
+"""
+
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from rankcollapse import files
+from rankcollapse.errors import DataError
+
+RUN = "results/runs/tiny/clusters_a/wd~0.001/seed~0"
+POSITIONS = 40  # flipped bytes per file, spread evenly, plus its first and last 4
+
+
+def artifacts(root) -> dict:
+    """Each file of one run (and its dataset and study tables) with the reader the pipeline
+    uses for it.
+    """
+    run = root / RUN
+    history_sha = files.read_json(run / "metadata.json")["history_sha256"]
+    readers = {
+        root / "results/data/clusters_a.safetensors": files.load_tensors,
+        run / "model.safetensors": files.load_tensors,
+        run / "spectra.safetensors": files.load_tensors,
+        run / "moments.safetensors": files.load_tensors,
+        run / "metadata.json": files.read_json,
+        run / "history.csv": lambda path: files.read_history(path, history_sha),
+        run / "layers.parquet": files.read_table,
+        run / "utilization.parquet": files.read_table,
+        run / "compress/energy~0.99.parquet": files.read_table,
+    }
+    for table in sorted((root / "results/tables/tiny").glob("*.parquet")):
+        readers[table] = files.read_table
+    return readers
+
+
+def same(a, b) -> bool:
+    """Whether two read results are identical (tensors bitwise, tables with their dtypes)."""
+    if isinstance(a, tuple):
+        return all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, pd.DataFrame):
+        return a.dtypes.equals(b.dtypes) and a.equals(b)
+    return a == b
+
+
+@pytest.mark.workflow
+def test_every_byte_flip_in_a_run_is_refused_or_harmless(tiny_run, tmp_path):
+    counts = {"tried": 0, "refused": 0, "harmless": 0, "silent": 0}
+    silent = []
+    for path, read in artifacts(tiny_run).items():
+        reference = read(path)
+        data = path.read_bytes()
+        n = len(data)
+        positions = sorted(
+            {*range(4), *range(n - 4, n), *(i * n // POSITIONS for i in range(POSITIONS))}
+        )
+        copy = tmp_path / path.name
+        for position in positions:
+            flipped = bytearray(data)
+            flipped[position] ^= 0x10
+            copy.write_bytes(bytes(flipped))
+            counts["tried"] += 1
+            try:
+                result = read(copy)
+            except DataError as error:
+                assert str(copy) in str(error) and "Rebuild it with" in str(error)
+                counts["refused"] += 1
+                continue
+            if same(result, reference):
+                counts["harmless"] += 1
+            else:
+                counts["silent"] += 1
+                silent.append(f"{path.relative_to(tiny_run)} byte {position}")
+        shutil.copy(path, copy)
+    print("byte flips:", counts)
+    assert counts["tried"] > 500
+    assert not silent, silent
