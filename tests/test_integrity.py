@@ -3,15 +3,20 @@ files is refused with a message naming the file, or changes nothing that is read
 silent change, never a traceback.
 """
 
+import re
+import shlex
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
 import torch
 from rankcollapse import files
 from rankcollapse.errors import DataError
+from workflow_runner import ENV, REPO, snakemake, snakemake_command
 
 RUN = "results/runs/tiny/clusters_a/wd~0.001/seed~0"
+TINY = REPO / "tests/configs/tiny.yaml"
 POSITIONS = 40  # flipped bytes per file, spread evenly, plus its first and last 4
 
 
@@ -82,3 +87,57 @@ def test_every_byte_flip_in_a_run_is_refused_or_harmless(tiny_run, tmp_path):
     print("byte flips:", counts)
     assert counts["tried"] > 500
     assert not silent, silent
+
+
+ADVICE = re.compile(r"Rebuild it with `(snakemake [^`]+)`")
+
+
+def refused_flip(path) -> None:
+    """Flip the first byte, from the end, whose flip the file's reader refuses."""
+    data = path.read_bytes()
+    for position in range(len(data) - 1, 0, -1):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x10
+        path.write_bytes(bytes(flipped))
+        if path.suffix == ".csv":  # checked against its run's metadata: any change is refused
+            return
+        try:
+            (files.load_tensors if path.suffix == ".safetensors" else files.read_table)(path)
+        except DataError:
+            return
+    raise AssertionError(f"no refused flip found in {path}")
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("damaged", ["model.safetensors", "history.csv", "layers.parquet"])
+def test_following_the_printed_advice_rebuilds_a_damaged_file(tiny_run, tmp_path, damaged):
+    work = tmp_path / "work"
+    for folder in ("results", ".snakemake"):
+        shutil.copytree(tiny_run / folder, work / folder, symlinks=True)
+    shutil.rmtree(work / ".snakemake/locks", ignore_errors=True)
+    refused_flip(work / RUN / damaged)
+    first = snakemake(work, "--cores", "2", "results/claims.md", configfile=TINY)
+    assert first.returncode != 0
+    logs = [p.read_text() for p in (work / "results/logs").rglob("*.log")]
+    advice = [m for log in logs if f"{RUN}/{damaged}" in log for m in ADVICE.findall(log)]
+    assert advice, first.stderr[-3000:]
+    command = shlex.split(advice[0])
+    assert command[:4] == ["snakemake", "--cores", "all", "--force"]
+    assert command[4] == f"{RUN}/{damaged}"
+    # The printed command, word for word, in the test's working directory and config.
+    rebuilt = subprocess.run(
+        snakemake_command(work, *command[1:], configfile=TINY), env=ENV, capture_output=True
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    again = snakemake(work, "--cores", "2", "results/claims.md", configfile=TINY)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for table in ("layers", "utilization", "compression"):
+        path = f"results/tables/tiny/{table}.parquet"
+        pd.testing.assert_frame_equal(
+            files.read_table(work / path), files.read_table(tiny_run / path), check_exact=True
+        )
+    history = files.read_table(work / "results/tables/tiny/history.parquet")
+    expected = files.read_table(tiny_run / "results/tables/tiny/history.parquet")
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), expected.drop(columns="seconds"))
+    claims = (work / "results/claims.json").read_text()
+    assert claims == (tiny_run / "results/claims.json").read_text()
