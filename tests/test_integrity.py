@@ -13,6 +13,7 @@ import pytest
 import torch
 from rankcollapse import files
 from rankcollapse.errors import DataError
+from rankcollapse.prepare_dataset import verify_raw_folder
 from workflow_runner import ENV, REPO, snakemake, snakemake_command
 
 RUN = "results/runs/tiny/clusters_a/wd~0.001/seed~0"
@@ -99,7 +100,7 @@ def refused_flip(path) -> None:
         flipped = bytearray(data)
         flipped[position] ^= 0x10
         path.write_bytes(bytes(flipped))
-        if path.suffix == ".csv":  # checked against its run's metadata: any change is refused
+        if path.suffix in (".csv", ".json"):  # its last byte changed breaks its hash or syntax
             return
         try:
             (files.load_tensors if path.suffix == ".safetensors" else files.read_table)(path)
@@ -108,22 +109,33 @@ def refused_flip(path) -> None:
     raise AssertionError(f"no refused flip found in {path}")
 
 
+# One file of each kind: weights (safetensors), history (CSV), metadata (JSON), a run's table
+# and a study's table (parquet).
+DAMAGED = [
+    f"{RUN}/model.safetensors",
+    f"{RUN}/history.csv",
+    f"{RUN}/metadata.json",
+    f"{RUN}/layers.parquet",
+    "results/tables/tiny/utilization.parquet",
+]
+
+
 @pytest.mark.workflow
-@pytest.mark.parametrize("damaged", ["model.safetensors", "history.csv", "layers.parquet"])
+@pytest.mark.parametrize("damaged", DAMAGED, ids=lambda p: p.rsplit("/", 1)[-1])
 def test_following_the_printed_advice_rebuilds_a_damaged_file(tiny_run, tmp_path, damaged):
     work = tmp_path / "work"
     for folder in ("results", ".snakemake"):
         shutil.copytree(tiny_run / folder, work / folder, symlinks=True)
     shutil.rmtree(work / ".snakemake/locks", ignore_errors=True)
-    refused_flip(work / RUN / damaged)
+    refused_flip(work / damaged)
     first = snakemake(work, "--cores", "2", "results/claims.md", configfile=TINY)
     assert first.returncode != 0
     logs = [p.read_text() for p in (work / "results/logs").rglob("*.log")]
-    advice = [m for log in logs if f"{RUN}/{damaged}" in log for m in ADVICE.findall(log)]
+    advice = [m for log in logs if damaged in log for m in ADVICE.findall(log)]
     assert advice, first.stderr[-3000:]
     command = shlex.split(advice[0])
     assert command[:4] == ["snakemake", "--cores", "all", "--force"]
-    assert command[4] == f"{RUN}/{damaged}"
+    assert command[4] == damaged
     # The printed command, word for word, in the test's working directory and config.
     rebuilt = subprocess.run(
         snakemake_command(work, *command[1:], configfile=TINY), env=ENV, capture_output=True
@@ -141,3 +153,18 @@ def test_following_the_printed_advice_rebuilds_a_damaged_file(tiny_run, tmp_path
     pd.testing.assert_frame_equal(history.drop(columns="seconds"), expected.drop(columns="seconds"))
     claims = (work / "results/claims.json").read_text()
     assert claims == (tiny_run / "results/claims.json").read_text()
+
+
+@pytest.mark.workflow
+def test_a_raw_file_changed_since_it_was_fetched_is_refused_before_preparing(tiny_run, tmp_path):
+    raw = tmp_path / "mnist"
+    shutil.copytree(tiny_run / "results/raw/mnist", raw)
+    verify_raw_folder("mnist", raw)
+    for path in sorted(raw.glob("*-ubyte")):
+        good = path.read_bytes()
+        flipped = bytearray(good)
+        flipped[len(good) // 2] ^= 0x01
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(DataError, match=f"{path.name} there fails its official checksum"):
+            verify_raw_folder("mnist", raw)
+        path.write_bytes(good)

@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+from rankcollapse import files
 from rankcollapse.config import spec_hash
 from workflow_runner import REPO, cli, run_files, snakemake
 
@@ -271,7 +272,7 @@ def test_a_failing_notebook_is_kept_with_its_traceback_and_named(tmp_path):
     done = snakemake(tmp_path, "--cores", "2", str(table.relative_to(tmp_path)), configfile=config)
     assert done.returncode == 0, done.stderr[-3000:]
     # A table without the columns the notebook reads makes one of its cells fail.
-    pd.DataFrame({"study": ["tiny"]}).to_parquet(table)
+    files.write_table(table, pd.DataFrame({"study": ["tiny"]}))
     figure = "results/figures/tiny/rank_vs_weight_decay.pdf"
     done = snakemake(tmp_path, "--cores", "1", figure, configfile=config)
     assert done.returncode != 0

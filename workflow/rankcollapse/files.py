@@ -27,9 +27,8 @@ from .features import Features, to_features
 from .models import build_model
 
 Tensors = dict[str, torch.Tensor]
-# safetensors cannot store an empty file: a run with nothing to store gets this one entry.
-EMPTY = "none"
-# Where a file keeps the SHA-256 of its content, verified by every reader.
+# Where a file keeps the SHA-256 of its content, verified by every reader: a tensor of that
+# name in safetensors, a schema metadata key in parquet, the last key of a JSON object.
 DIGEST = "sha256"
 
 
@@ -72,8 +71,7 @@ def tensors_digest(tensors: Tensors, metadata: dict[str, str]) -> str:
     """SHA-256 of tensors (names, dtypes, shapes, bytes) and string metadata, in name order."""
     digest = hashlib.sha256()
     for key in sorted(metadata):
-        if key != DIGEST:
-            digest.update(f"{key}={metadata[key]}\0".encode())
+        digest.update(f"{key}={metadata[key]}\0".encode())
     for key in sorted(tensors):
         value = tensors[key].detach().cpu().contiguous()
         digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}\0".encode())
@@ -83,14 +81,18 @@ def tensors_digest(tensors: Tensors, metadata: dict[str, str]) -> str:
 
 def save_tensors(path: Path | str, tensors: Tensors, metadata: dict[str, str] | None = None):
     """Write tensors (made contiguous) and string metadata as safetensors, atomically, with
-    their content hash in the metadata.
+    their content hash as one more tensor (safetensors writes its metadata in no fixed order,
+    so a second metadata key would make the same content give different bytes).
     """
     metadata = dict(metadata or {})
     if bad := [key for key, value in metadata.items() if not isinstance(value, str)]:
         raise TypeError(f"safetensors metadata values must be str; not for {', '.join(bad)}")
-    contiguous = {k: v.contiguous() for k, v in tensors.items()} or {EMPTY: torch.zeros(0)}
-    metadata[DIGEST] = tensors_digest(contiguous, metadata)
-    write_atomic(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+    if DIGEST in tensors:
+        raise ValueError(f"{DIGEST} is the name of the content hash, not of a tensor")
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    digest = bytes.fromhex(tensors_digest(contiguous, metadata))
+    contiguous[DIGEST] = torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+    write_atomic(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata or None))
 
 
 def load_tensors(path: Path | str) -> tuple[Tensors, dict[str, str]]:
@@ -103,9 +105,12 @@ def load_tensors(path: Path | str) -> tuple[Tensors, dict[str, str]]:
             metadata = file.metadata() or {}
     except Exception as error:  # safetensors and torch raise several kinds on a damaged file
         raise corrupt(path, f"cannot be read ({error}): missing, truncated or corrupt") from None
-    verify(path, metadata.get(DIGEST), tensors_digest(tensors, metadata))
-    tensors.pop(EMPTY, None)
-    return tensors, {k: v for k, v in metadata.items() if k != DIGEST}
+    recorded = tensors.pop(DIGEST, None)
+    if recorded is not None:
+        whole = recorded.dtype == torch.uint8 and tuple(recorded.shape) == (32,)
+        recorded = bytes(recorded.tolist()).hex() if whole else "(a malformed hash)"
+    verify(path, recorded, tensors_digest(tensors, metadata))
+    return tensors, metadata
 
 
 def verify(path: Path | str, recorded: str | None, found: str) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from . import files
+from .errors import DataError
+from .fetch_raw import RAW_FILES, verify_raw
 from .files import Tensors
 from .readers import find_cifar10_archive, load_cifar10_binary, load_mnist_like
 from .synthetic import gaussian_clusters
@@ -35,6 +37,17 @@ def subset(tensors: Tensors, train_size: int | None, test_size: int | None, seed
     return {key: value[rows[key.split("_")[0]]] for key, value in tensors.items()}
 
 
+def verify_raw_folder(source: str, raw: Path) -> None:
+    """Every raw file of ``source`` in the folder ``fetch_raw`` filled, against its official
+    checksum (it may have changed since it was fetched).
+    """
+    for spec in RAW_FILES[source]:
+        try:
+            verify_raw(raw / spec.name, spec)
+        except DataError:
+            raise files.corrupt(raw, f"{spec.name} there fails its official checksum") from None
+
+
 def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
     """The train and test tensors of a dataset's config entry."""
     source = spec["source"]
@@ -46,6 +59,7 @@ def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
     if source == "cifar10":
         tensors = load_cifar10_binary(find_cifar10_archive(Path(mirror) if mirror else None))
     else:
+        verify_raw_folder(source, Path(raw))
         tensors = load_mnist_like(Path(raw))
     return subset(tensors, spec["train_size"], spec["test_size"], spec["seed"])
 

@@ -71,7 +71,9 @@ wildcard_constraints:
     study=one_of(config["studies"]),
     dataset=one_of(config["datasets"]),
     # λ as written by wd_label (%g): 0, 0.001, 1e-05, ...; nothing else reaches a shell.
-    wd=one_of(wd_label(w) for s in config["studies"].values() for w in s["weight_decay"]),
+    wd=one_of(
+        wd_label(w) for s in config["studies"].values() for w in s["weight_decay"]
+    ),
     seed=one_of(seed for s in config["studies"].values() for seed in s["seeds"]),
     source=r"mnist|fashion_mnist",
     figure="|".join(FIGURES),
