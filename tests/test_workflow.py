@@ -301,3 +301,29 @@ def test_every_table_row_carries_its_provenance(tiny_run, name):
         run = f"results/runs/tiny/{row.dataset}/wd~{row.weight_decay:g}/seed~{row.seed}"
         spec = json.loads((tiny_run / run / "metadata.json").read_text())["spec"]
         assert spec.pop("config_hash") == row.config_hash == spec_hash(spec)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "results/tables/nostudy/layers.parquet",
+        "results/runs/tiny/nodata/wd~0/seed~0/layers.parquet",
+        "results/runs/tiny/clusters_a/wd~0.5/seed~0/model.safetensors",
+        "results/runs/tiny/clusters_a/wd~0/seed~9/model.safetensors",
+    ],
+)
+def test_a_target_outside_the_config_is_refused_before_any_job(tmp_path, target):
+    done = snakemake(tmp_path, "-n", target, configfile=REPO / "tests/configs/tiny.yaml")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert f"No rule to produce {target}" in output and "Traceback" not in output
+
+
+def test_a_nested_override_on_the_command_line_works(tmp_path):
+    # Snakemake passes nested --config values as text ('2'); the workflow reads the number.
+    config = REPO / "tests/configs/tiny.yaml"
+    done = snakemake(
+        tmp_path, "-n", "--cores", "2", "--config", "threads={train: 2}", configfile=config
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "threads: 2" in done.stdout + done.stderr
