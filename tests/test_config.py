@@ -115,6 +115,12 @@ BAD = {
         "weight_decay[1]",
         "not of type 'number'",
     ),
+    "text that is not a finite number": (
+        ["studies", "tiny", "weight_decay"],
+        ["nan"],
+        "weight_decay[0]",
+        "not of type 'number'",
+    ),
     "bad rank measure": (
         ["figures"],
         {"rank_measure": "rank_eps_0.5"},

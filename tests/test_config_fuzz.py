@@ -11,7 +11,14 @@ from pathlib import Path
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rankcollapse.config import ConfigError, dataset_spec, run_spec, validate_config, wd_label
+from rankcollapse.config import (
+    ConfigError,
+    dataset_spec,
+    run_spec,
+    shape_problems,
+    validate_config,
+    wd_label,
+)
 from workflow_runner import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +96,11 @@ def judge(config: dict) -> str:
         message = str(error)
         assert "config key '" in message or "must be a mapping" in message, message
         return "refused"
+    # What the pipeline relies on holds for every accepted config, after coercion.
+    assert not shape_problems(config)
+    for study in config["studies"].values():
+        assert all(isinstance(wd, int | float) and wd >= 0 for wd in study["weight_decay"])
+        assert isinstance(study["optimizer"]["epochs"], int)
     assert plan(config) > 0
     return "accepted"
 

@@ -83,9 +83,11 @@ def _parse_text(text: str, types: set[str]):
         return int(stripped)
     if "number" in types:
         try:
-            return float(stripped)
+            number = float(stripped)
         except ValueError:
-            pass
+            number = math.nan
+        if math.isfinite(number):  # 'nan', 'inf' stay text and are refused as such
+            return number
     if "boolean" in types and stripped.lower() in ("true", "false"):
         return stripped.lower() == "true"
     if "null" in types and stripped.lower() in ("null", "~", "none"):
