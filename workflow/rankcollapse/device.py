@@ -8,6 +8,9 @@ import sys
 
 import torch
 
+# Where measures are computed whatever the training device (float64, same numbers anywhere).
+CPU = torch.device("cpu")
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else the CPU; ``cuda`` without a GPU is an error."""

@@ -193,8 +193,9 @@ def write_history(path: Path | str, rows: list[dict]) -> str:
     """A run's training history, one row per record, as CSV; returns the SHA-256 of its
     bytes, which the run's metadata records.
     """
-    write_atomic(path, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    data = pd.DataFrame(rows).to_csv(index=False).encode()
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_history(path: Path | str, recorded: str) -> pd.DataFrame:

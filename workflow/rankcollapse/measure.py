@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import files
+from .device import CPU
 from .features import Features
 from .layers import capture, input_rows, measured_layers, output_rows, row_labels
 from .losses import evaluate, loss_spec, per_sample_loss
@@ -27,8 +28,6 @@ from .measures import (
     variability_summary,
 )
 from .statistics import EmbeddingStats, GradientStats
-
-CPU = torch.device("cpu")
 
 
 @dataclass

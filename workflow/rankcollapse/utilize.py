@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import files
+from .device import CPU
 from .features import Features, calibration_indices
 from .layers import capture, input_rows, layer_kind, utilized_layers, weight_matrix, with_weights
 from .losses import evaluate, loss_spec
@@ -141,7 +142,7 @@ def utilize(
     every layer (a run that did not finish gets one marked row and no moments).
     """
     torch.set_num_threads(threads)
-    meta, features, net = files.load_run(metadata, model, data, torch.device("cpu"))
+    meta, features, net = files.load_run(metadata, model, data, CPU)
     if meta["status"] == "finished":
         rows, second_moments = utilize_run(
             net, features, energies, calibration_samples, batch_size, loss_spec(meta["spec"])
