@@ -57,10 +57,11 @@ OPTIMIZER = {
     "schedule": "cosine",
     "milestones": [],
     "gamma": 0.1,
-    "full_batch_steps": 0,
-    "full_batch_lr": 0.05,
-    "residual_every": 10,
+    "decay_horizon": None,
+    "max_epochs": 1000,
 }
+# SGD only: the convergence phase is timed on its own.
+NO_CONVERGENCE = {**DEFAULT_CONFIG["studies"]["mnist_vit"]["convergence"], "steps": 0}
 
 
 def report(name: str, ratio: float, target: str, met: bool, **figures) -> None:
@@ -72,13 +73,15 @@ def report(name: str, ratio: float, target: str, met: bool, **figures) -> None:
 
 
 def mlp_model(width: int, depth: int = 4) -> dict:
-    return {"arch": "mlp", "depth": depth, "width": width, "bias": False}
+    return {"arch": "mlp", "depth": depth, "width": width, "bias": False, "activation": "relu"}
 
 
 def spec(model: dict, epochs: int, wd: float = 1e-4) -> dict:
     return {
         "model": model,
         "optimizer": {**OPTIMIZER, "epochs": epochs},
+        "convergence": NO_CONVERGENCE,
+        "stationarity": {"tol": 0.01},
         "loss": "cross_entropy",
         "target_scale": 1.0,
         "weight_decay": wd,

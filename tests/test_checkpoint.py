@@ -2,6 +2,7 @@
 uninterrupted one; another config's or an unreadable checkpoint is not used.
 """
 
+import json
 import re
 
 import pytest
@@ -25,8 +26,16 @@ def killer(line_start: str):
     return log
 
 
-def spec_with_full_batch_phase():
-    return run_spec(epochs=5, full_batch_steps=6, residual_every=2)
+def spec_with_convergence_phase():
+    """SGD then L-BFGS on a smooth network, at a tolerance it does not reach in 6 iterations."""
+    return run_spec(
+        epochs=5, activation="softplus", convergence={"steps": 6, "record_every": 2}, tol=1e-12
+    )
+
+
+def without_times(history: list[dict]) -> str:
+    """The history but its clock times, as text (so that NaN equals NaN)."""
+    return json.dumps([{k: v for k, v in row.items() if k != "seconds"} for row in history])
 
 
 def state(result) -> dict[str, torch.Tensor]:
@@ -44,25 +53,25 @@ def assert_bitwise_equal(a: dict, b: dict) -> None:
     [
         # The kill comes as a record is logged, before its checkpoint is written.
         ("sgd 1:", 1, ""),
-        ("sgd 2:", 1, "sgd 1, full_batch 0"),
-        ("sgd 5:", 3, "sgd 3, full_batch 0"),
-        ("full_batch 4:", 2, "sgd 5, full_batch 2"),
-        ("full_batch 6:", 1, "sgd 5, full_batch 4"),
+        ("sgd 2:", 1, "sgd 1, convergence 0"),
+        ("sgd 5:", 3, "sgd 3, convergence 0"),
+        ("convergence 2:", 1, "sgd 5, convergence 0"),
+        ("convergence 4:", 2, "sgd 5, convergence 2"),
+        ("convergence 6:", 1, "sgd 5, convergence 4"),
     ],
 )
 def test_an_interrupted_run_resumes_bitwise(tmp_path, kill_at, every, resumed_from):
-    spec, data = spec_with_full_batch_phase(), clusters()
+    spec, data = spec_with_convergence_phase(), clusters()
     uninterrupted = train_run(spec, data, CPU, log=lambda _: None)
+    assert [row["phase"] for row in uninterrupted.history][-3:] == ["convergence"] * 3
     checkpointing = Checkpointing(tmp_path / "checkpoint.safetensors", every)
     with pytest.raises(Killed):
         train_run(spec, data, CPU, log=killer(kill_at), checkpointing=checkpointing)
     resumed = train_run(spec, data, CPU, log=lambda _: None, checkpointing=checkpointing)
     assert resumed.resumed_from == resumed_from
     assert_bitwise_equal(state(resumed), state(uninterrupted))
-    drop_time = [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history]
-    assert drop_time == [
-        {k: v for k, v in row.items() if k != "seconds"} for row in uninterrupted.history
-    ]
+    assert without_times(resumed.history) == without_times(uninterrupted.history)
+    assert resumed.certificate == uninterrupted.certificate
 
 
 def test_a_checkpoint_of_another_config_is_not_reused(tmp_path):
@@ -106,9 +115,34 @@ def test_a_damaged_checkpoint_is_set_aside_and_never_resumed_from(tmp_path, dama
 
 def test_a_checkpoint_holds_momentum_and_both_random_states(tmp_path):
     spec, data, path = run_spec(), clusters(), tmp_path / "checkpoint.safetensors"
-    train_run(spec, data, CPU, lambda _: None, Checkpointing(path, every=5))
+    result = train_run(spec, data, CPU, lambda _: None, Checkpointing(path, every=5))
     saved = checkpoint.load(path, spec["config_hash"], print)
-    assert saved.progress == {"sgd": 5, "full_batch": 0} and len(saved.history) == 5
-    names = set(saved.tensors)
-    assert {checkpoint.BATCH_ORDER, checkpoint.GLOBAL_RNG} <= names
-    assert sum(name.startswith(checkpoint.MOMENTUM) for name in names) == 3
+    assert saved.progress == {"sgd": 5, "convergence": 0} and len(saved.history) == 5
+    assert {checkpoint.BATCH_ORDER, checkpoint.GLOBAL_RNG} <= set(saved.tensors)
+    fresh = torch.optim.SGD(result.model.parameters(), lr=0.1, momentum=0.9)
+    saved.load_optimizer(fresh)
+    buffers = [fresh.state[p]["momentum_buffer"] for p in result.model.parameters()]
+    assert len(buffers) == 3 and all(b.abs().sum() > 0 for b in buffers)
+
+
+def test_an_lbfgs_state_survives_the_checkpoint_exactly(tmp_path):
+    """Directions, steps, counters and the last step length come back as they were."""
+    spec = spec_with_convergence_phase()
+    path = tmp_path / "checkpoint.safetensors"
+    train_run(spec, clusters(), CPU, lambda _: None, Checkpointing(path, every=1))
+    saved = checkpoint.load(path, spec["config_hash"], print)
+    assert saved.progress["convergence"] == 6
+    model = run_spec_model(spec)
+    checkpoint.restore(saved, model, torch.Generator())
+    lbfgs = torch.optim.LBFGS(model.parameters(), history_size=50, line_search_fn="strong_wolfe")
+    saved.load_optimizer(lbfgs)
+    state = lbfgs.state[next(model.parameters())]
+    assert state["n_iter"] == 6 and state["func_evals"] >= 6
+    assert len(state["old_dirs"]) == len(state["old_stps"]) == len(state["ro"]) >= 1
+    assert all(d.dtype == torch.float64 for d in state["old_dirs"])
+
+
+def run_spec_model(spec):
+    from rankcollapse.models import build_model
+
+    return build_model(spec["model"], (5,), 3)

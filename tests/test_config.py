@@ -52,10 +52,27 @@ def test_defaults_are_filled_in():
         "heads": 4,
         "patch_size": 7,
         "pool": "cls",
+        "activation": "relu",
+        "beta": 5.0,
     }
     assert study["optimizer"]["lr"] == 0.05 and study["optimizer"]["schedule"] == "cosine"
+    assert study["convergence"]["dtype"] == "float64" and study["convergence"]["tol"] is None
+    assert config["training"]["stationarity"] == {"tol": 0.01}
     assert config["measures"]["eps"] == [0.1, 0.01, 0.001]
     assert config["device"] == "auto"
+
+
+def test_a_run_spec_carries_the_tolerance_of_its_study_or_the_global_one():
+    config = copy.deepcopy(TINY)
+    config["studies"]["strict"] = {**config["studies"]["tiny"], "convergence": {"tol": 1e-4}}
+    config = validated(config)
+    dataset = config["studies"]["tiny"]["datasets"][0]
+    tiny = run_spec(config, "tiny", dataset, "0.001", "0")
+    strict = run_spec(config, "strict", dataset, "0.001", "0")
+    assert tiny["stationarity"] == {"tol": 0.01} and strict["stationarity"] == {"tol": 1e-4}
+    assert "tol" not in strict["convergence"] and tiny["config_hash"] != strict["config_hash"]
+    # only the keys the architecture reads: no softplus sharpness for a ReLU net
+    assert "beta" not in tiny["model"] and tiny["model"]["activation"] == "relu"
 
 
 def with_change(path: list, value) -> dict:
@@ -71,6 +88,30 @@ def with_change(path: list, value) -> dict:
 
 
 BAD = {
+    "a key of the former full-batch phase": (
+        ["studies", "tiny", "optimizer", "full_batch_steps"],
+        200,
+        "studies.tiny.optimizer",
+        "allowed keys: batch_size, decay_horizon",
+    ),
+    "a tolerance of 1 or more": (
+        ["studies", "tiny", "convergence"],
+        {"tol": 1.0},
+        "studies.tiny.convergence.tol",
+        "stricter",
+    ),
+    "an unknown activation": (
+        ["studies", "tiny", "model", "activation"],
+        "tanh",
+        "studies.tiny.model.activation",
+        "'softplus'",
+    ),
+    "a negative decay horizon": (
+        ["studies", "tiny", "optimizer", "decay_horizon"],
+        -1,
+        "studies.tiny.optimizer.decay_horizon",
+        "e^-h",
+    ),
     "unknown dataset source": (
         ["datasets", "clusters_a", "source"],
         "imagenet",

@@ -4,7 +4,14 @@ import torch
 from rankcollapse.layers import capture, input_rows, measured_layers, output_rows, row_labels
 from rankcollapse.models import build_model
 
-CNN = {"arch": "cnn", "depth": 4, "width": 16, "bias": False, "channels": [4, 6]}
+CNN = {
+    "arch": "cnn",
+    "depth": 4,
+    "width": 16,
+    "bias": False,
+    "channels": [4, 6],
+    "activation": "relu",
+}
 
 
 def test_conv_rows_are_patches_mapped_by_the_matricised_kernel():
@@ -37,7 +44,9 @@ def test_tokens_are_samples_of_a_linear_layer():
 
 
 def test_capture_keeps_each_layers_input_and_output_and_removes_its_hooks():
-    model = build_model({"arch": "mlp", "depth": 3, "width": 4, "bias": False}, (5,), 2)
+    model = build_model(
+        {"arch": "mlp", "depth": 3, "width": 4, "bias": False, "activation": "relu"}, (5,), 2
+    )
     layers = measured_layers(model)
     x = torch.randn(3, 5)
     with capture(layers, outputs=True) as (inputs, outputs):

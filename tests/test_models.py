@@ -1,10 +1,17 @@
 import pytest
 import torch
 from rankcollapse.layers import layer_kind, measured_layers, utilized_layers
-from rankcollapse.models import build_model, mlp
+from rankcollapse.models import build_model, initial_model, mlp
 
-MLP = {"arch": "mlp", "depth": 4, "width": 32, "bias": False, "channels": [4]}
-CNN = {"arch": "cnn", "depth": 4, "width": 16, "bias": False, "channels": [4, 6]}
+MLP = {"arch": "mlp", "depth": 4, "width": 32, "bias": False, "channels": [4], "activation": "relu"}
+CNN = {
+    "arch": "cnn",
+    "depth": 4,
+    "width": 16,
+    "bias": False,
+    "channels": [4, 6],
+    "activation": "relu",
+}
 
 
 def test_mlp_has_depth_linear_layers_without_bias():
@@ -55,3 +62,24 @@ def test_vit_shapes_and_measured_layers(pool):
         build_model({**VIT, "patch_size": 3}, (1, 8, 8), 3)
     with pytest.raises(ValueError, match="multiple of model.heads"):
         build_model({**VIT, "heads": 3}, (1, 8, 8), 3)
+
+
+@pytest.mark.parametrize("name", ["softplus", "gelu", "silu"])
+def test_smooth_activations_replace_relu_in_mlp_and_cnn(name):
+    for arch, shape in ((MLP, (1, 8, 8)), (CNN, (1, 8, 8))):
+        model = build_model({**arch, "activation": name, "beta": 5.0}, shape, 3)
+        kinds = {type(m).__name__ for m in model.modules()}
+        assert "ReLU" not in kinds and len(kinds & {"Softplus", "GELU", "SiLU"}) == 1
+    softplus = build_model({**MLP, "activation": "softplus", "beta": 5.0}, (4,), 3)[2]
+    assert softplus.beta == 5.0
+
+
+def test_the_initial_model_is_regenerated_from_its_seed():
+    first = initial_model(MLP, (6,), 3, seed=4)
+    torch.manual_seed(99)
+    again = initial_model(MLP, (6,), 3, seed=4)
+    other = initial_model(MLP, (6,), 3, seed=5)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters(), strict=True)
+    )
+    assert not torch.equal(next(first.parameters()), next(other.parameters()))

@@ -31,13 +31,9 @@ CONFIG = {
     "studies": {
         "resume": {
             "datasets": ["blobs"],
-            "model": {"depth": 3, "width": 32},
-            "optimizer": {
-                "epochs": 30,
-                "batch_size": 16,
-                "full_batch_steps": 30,
-                "residual_every": 5,
-            },
+            "model": {"depth": 3, "width": 32, "activation": "softplus"},
+            "optimizer": {"epochs": 30, "batch_size": 16},
+            "convergence": {"steps": 30, "record_every": 5},
             "weight_decay": [1.0e-3],
             "seeds": [0, 1],
         }
@@ -45,7 +41,7 @@ CONFIG = {
     "training": {"checkpoint_every": 2},
 }
 # Lines of the training log after which the kill is sent, a random few milliseconds later.
-KILL_AFTER = ["sgd 1:", "sgd 9:", "sgd 24:", "full_batch 15:"]
+KILL_AFTER = ["sgd 1:", "sgd 9:", "sgd 24:", "convergence 15:"]
 
 
 @pytest.fixture(scope="module")

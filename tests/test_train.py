@@ -5,7 +5,6 @@ import torch
 from factories import clusters
 from factories import run_spec as spec
 from rankcollapse.features import to_features
-from rankcollapse.sgd import learning_rate
 from rankcollapse.train import train_run
 
 CPU = torch.device("cpu")
@@ -48,15 +47,6 @@ def test_a_diverging_run_is_stopped_and_marked():
     assert len(result.history) < 5
 
 
-def test_learning_rate_schedules():
-    opt = {"lr": 1.0, "schedule": "cosine", "milestones": [2, 4], "gamma": 0.1}
-    assert learning_rate(opt, 0, 10, 0) == 1.0
-    assert learning_rate(opt, 5, 10, 0) == pytest.approx(0.5)
-    assert learning_rate({**opt, "schedule": "step"}, 0, 10, 3) == pytest.approx(0.1)
-    assert learning_rate({**opt, "schedule": "step"}, 0, 10, 4) == pytest.approx(0.01)
-    assert learning_rate({**opt, "schedule": "constant"}, 7, 10, 9) == 1.0
-
-
 def test_images_are_standardised_and_given_a_channel():
     x = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8)
     y = torch.arange(20) % 10
@@ -64,16 +54,6 @@ def test_images_are_standardised_and_given_a_channel():
     assert f.train_x.shape == (20, 1, 28, 28) and f.classes == 10
     assert float(f.train_x.mean()) == pytest.approx(0, abs=1e-5)
     assert float(f.train_x.std()) == pytest.approx(1, abs=1e-4)
-
-
-def test_full_batch_phase_approaches_a_stationary_point():
-    run = spec(wd=0.05, epochs=2)
-    run["optimizer"].update(full_batch_steps=300, full_batch_lr=0.2, residual_every=100)
-    result = train_run(run, clusters(), CPU, log=lambda _: None)
-    phases = [row["phase"] for row in result.history]
-    assert phases == ["sgd", "sgd", "full_batch", "full_batch", "full_batch"]
-    residuals = [row["rel_residual"] for row in result.history]
-    assert residuals[-1] < residuals[1] / 10
 
 
 # Each of these reads a tensor's value on the host: on a GPU, a wait for all queued work.
@@ -99,12 +79,12 @@ def host_reads(monkeypatch, run: dict, data) -> int:
 
 
 def test_steps_read_nothing_on_the_host(monkeypatch):
-    """Host reads come with the history records only: four times the SGD steps per epoch and
-    the full-batch steps per record read no more.
+    """Host reads come with the history records only: four times the SGD steps per epoch read
+    no more. (The convergence phase reads F at each line-search point: L-BFGS decides on it.)
     """
     data = clusters(n=128)
-    few = spec(epochs=2, batch_size=32, full_batch_steps=3, residual_every=3)
-    many = spec(epochs=2, batch_size=8, full_batch_steps=12, residual_every=12)
+    few = spec(epochs=2, batch_size=32)
+    many = spec(epochs=2, batch_size=8)
     reads = [host_reads(monkeypatch, run, data) for run in (few, many)]
     assert reads[0] > 0  # the records read the losses they write
     assert reads[1] == reads[0]

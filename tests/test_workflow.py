@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from rankcollapse import files
 from rankcollapse.config import spec_hash
+from rankcollapse.convergence import NO_DECAY, STEPS_SPENT
 from workflow_runner import REPO, cli, run_files, snakemake
 
 FIGURES = [
@@ -43,6 +44,22 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
     assert set(table["dataset"]) == {"mnist_small", "clusters_a", "clusters_b"}
     assert sorted(table["weight_decay"].unique()) == [0, 1e-3]
     assert (table["status"] == "finished").all()
+    # Every row carries its run's certificate: λ = 0 has none to give; 4 L-BFGS iterations
+    # are not enough for 1e-2 on a ReLU net, so the λ > 0 runs are finished but uncertified.
+    assert not table["stationary"].any() and (table["stationarity_tol"] == 0.01).all()
+    assert (table.loc[table["weight_decay"] == 0, "stop_reason"] == NO_DECAY).all()
+    decayed = table[table["weight_decay"] > 0]
+    assert (decayed["stop_reason"] == STEPS_SPENT).all() and (
+        decayed["convergence_steps"] == 4
+    ).all()
+    assert (decayed["certified_rel_residual"] > 0.01).all()
+    # the certificate is measured again from the saved weights: the same worst layer
+    worst = decayed.groupby("dataset").agg(
+        measured=("rel_residual", "max"), certified=("certified_rel_residual", "first")
+    )
+    assert ((worst["measured"] - worst["certified"]).abs() <= 1e-6 * worst["certified"]).all()
+    # initial matrix left in each layer: all but a little after so short a training
+    assert table["init_share"].between(0.5, 1.0).all()
     measures = [
         "rank_eps_0.1",
         "rank_eps_0.01",
@@ -71,13 +88,11 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
 def test_history_and_spectra_tables(tiny_run):
     history = pd.read_parquet(tiny_run / "results/tables/tiny/history.parquet")
     history = history[history["status"] == "finished"]
-    # per run: 2 SGD epochs, then records at full-batch steps 2 and 4
-    assert (
-        history.groupby(["dataset", "weight_decay"])["phase"]
-        .apply(list)
-        .map(lambda phases: phases == ["sgd", "sgd", "full_batch", "full_batch"])
-        .all()
-    )
+    # per run: 2 SGD epochs; then, where λ > 0, L-BFGS records at iterations 2 and 4
+    phases = history.groupby(["weight_decay", "dataset"])["phase"].apply(list)
+    assert (phases.xs(0.0) == pd.Series([["sgd", "sgd"]] * 3, index=phases.xs(0.0).index)).all()
+    assert phases.xs(1e-3).map(lambda p: p == ["sgd", "sgd", "convergence", "convergence"]).all()
+    assert history.loc[history["phase"] == "convergence", "epoch"].tolist() == [2, 4] * 3
     assert history["residual"].map(math.isfinite).all()
     spectra = pd.read_parquet(tiny_run / "results/tables/tiny/spectra.parquet")
     # min(d_out, d_in) singular values per layer: 32 + 32 + 10 (MNIST) or 16 + 32 + 4 (clusters)

@@ -22,10 +22,26 @@ def clusters(n=40, classes=3, dim=5, spread=0.3, seed=0) -> Features:
     return Features(x, y, x[: n // 5], y[: n // 5], classes)
 
 
-def run_spec(wd=1e-3, seed=0, epochs=5, arch="mlp", width=16, **optimizer) -> dict:
-    """A training spec as the workflow writes it, for a tiny model."""
+def run_spec(
+    wd=1e-3,
+    seed=0,
+    epochs=5,
+    arch="mlp",
+    width=16,
+    activation="relu",
+    convergence=None,
+    tol=0.01,
+    **optimizer,
+) -> dict:
+    """A training spec as the workflow writes it, for a tiny model (no convergence phase
+    unless ``convergence`` sets its steps).
+    """
+    model = {"arch": arch, "depth": 3, "width": width, "bias": False, "channels": [2, 3]}
+    model["activation"] = activation
+    if activation == "softplus":
+        model["beta"] = 5.0
     spec = {
-        "model": {"arch": arch, "depth": 3, "width": width, "bias": False, "channels": [2, 3]},
+        "model": model,
         "optimizer": {
             "lr": 0.05,
             "momentum": 0.9,
@@ -34,11 +50,19 @@ def run_spec(wd=1e-3, seed=0, epochs=5, arch="mlp", width=16, **optimizer) -> di
             "schedule": "cosine",
             "milestones": [],
             "gamma": 0.1,
-            "full_batch_steps": 0,
-            "full_batch_lr": 0.05,
-            "residual_every": 10,
+            "decay_horizon": None,
+            "max_epochs": 1000,
             **optimizer,
         },
+        "convergence": {
+            "steps": 0,
+            "record_every": 10,
+            "history_size": 50,
+            "dtype": "float64",
+            "max_seconds": None,
+            **(convergence or {}),
+        },
+        "stationarity": {"tol": tol},
         "loss": "cross_entropy",
         "target_scale": 1.0,
         "weight_decay": wd,

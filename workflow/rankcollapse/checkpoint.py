@@ -17,7 +17,7 @@ from torch import nn
 from .errors import DataError
 from .files import load_tensors, save_tensors
 
-MODEL, MOMENTUM = "model.", "momentum."
+MODEL, OPTIMIZER = "model.", "optimizer."
 BATCH_ORDER, GLOBAL_RNG = "rng.batch_order", "rng.torch"
 
 
@@ -26,6 +26,41 @@ class Saved:
     tensors: dict[str, torch.Tensor]
     progress: dict[str, int]
     history: list[dict]
+    optimizer_state: str
+
+    def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Put the saved optimiser state (SGD's momentum buffers, or L-BFGS's directions,
+        steps and counters) into ``optimizer``, a fresh one of the same kind.
+        """
+        optimizer.load_state_dict(decode(json.loads(self.optimizer_state), self.tensors))
+
+
+def encode(value, tensors: dict[str, torch.Tensor]):
+    """``value`` (an optimiser's state dict: nested dicts and lists of tensors, numbers, text,
+    None) as JSON, each tensor moved into ``tensors`` and replaced by a reference to its key.
+    JSON keeps Python floats exactly.
+    """
+    if isinstance(value, torch.Tensor):
+        key = f"{OPTIMIZER}{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"tensor": key}
+    if isinstance(value, dict):
+        return {"dict": [[k, encode(v, tensors)] for k, v in value.items()]}
+    if isinstance(value, list | tuple):
+        return {"list": [encode(v, tensors) for v in value]}
+    return {"value": value}
+
+
+def decode(encoded, tensors: dict[str, torch.Tensor]):
+    """The inverse of :func:`encode` (dict keys keep their type: parameter indices are ints)."""
+    ((kind, content),) = encoded.items()
+    if kind == "tensor":
+        return tensors[content]
+    if kind == "dict":
+        return {k: decode(v, tensors) for k, v in content}
+    if kind == "list":
+        return [decode(v, tensors) for v in content]
+    return content
 
 
 def save(
@@ -39,16 +74,16 @@ def save(
 ) -> None:
     """Write the checkpoint atomically: a kill while writing leaves the previous one intact."""
     tensors = {MODEL + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"]):
-        buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-        if buffer is not None:
-            tensors[f"{MOMENTUM}{i}"] = buffer.detach().cpu().contiguous()
+    optimizer_tensors: dict[str, torch.Tensor] = {}
+    optimizer_state = encode(optimizer.state_dict(), optimizer_tensors)
+    tensors.update(optimizer_tensors)
     tensors[BATCH_ORDER] = batch_order.get_state()
     tensors[GLOBAL_RNG] = torch.get_rng_state()
     metadata = {
         "config_hash": config_hash,
         "progress": json.dumps(progress),
         "history": json.dumps(history),
+        "optimizer": json.dumps(optimizer_state),
     }
     save_tensors(path, tensors, metadata)
 
@@ -63,6 +98,7 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
     try:
         tensors, metadata = load_tensors(path)
         progress, history = json.loads(metadata["progress"]), json.loads(metadata["history"])
+        optimizer_state = metadata["optimizer"]
     except (DataError, KeyError, ValueError) as error:
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
@@ -74,21 +110,18 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
             f"not {config_hash}; starting afresh"
         )
         return None
-    return Saved(tensors, progress, history)
+    return Saved(tensors, progress, history, optimizer_state)
 
 
-def restore(
-    saved: Saved, model: nn.Module, optimizer: torch.optim.Optimizer, batch_order: torch.Generator
-) -> dict[str, int]:
-    """Put the saved state into a freshly built model, optimiser and generator; return the
-    progress (SGD epochs and full-batch steps done).
+def restore(saved: Saved, model: nn.Module, batch_order: torch.Generator) -> dict[str, int]:
+    """Put the saved weights (in the precision they were saved in) and RNG states into a
+    freshly built model and generator; return the progress (SGD epochs and convergence
+    iterations done). The optimiser's state is loaded by :meth:`Saved.load_optimizer` into
+    the optimiser of the phase the run resumes in.
     """
-    tensors = saved.tensors
-    model.load_state_dict({k[len(MODEL) :]: v for k, v in tensors.items() if k.startswith(MODEL)})
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        if f"{MOMENTUM}{i}" in tensors:
-            optimizer.state[p]["momentum_buffer"] = tensors[f"{MOMENTUM}{i}"].to(p.device)
-    batch_order.set_state(tensors[BATCH_ORDER])
-    torch.set_rng_state(tensors[GLOBAL_RNG])
+    weights = {k[len(MODEL) :]: v for k, v in saved.tensors.items() if k.startswith(MODEL)}
+    model.to(next(iter(weights.values())).dtype)  # the convergence phase may run in float64
+    model.load_state_dict(weights)
+    batch_order.set_state(saved.tensors[BATCH_ORDER])
+    torch.set_rng_state(saved.tensors[GLOBAL_RNG])
     return saved.progress

@@ -361,6 +361,10 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
         "loss": s["loss"],
         "target_scale": s["target_scale"],
         "optimizer": s["optimizer"],
+        "convergence": {k: v for k, v in s["convergence"].items() if k != "tol"},
+        "stationarity": {
+            "tol": s["convergence"]["tol"] or config["training"]["stationarity"]["tol"]
+        },
         "weight_decay": float(wd),
         "seed": int(seed),
     }
@@ -369,15 +373,20 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
 
 
 VIT_KEYS = ("dim", "heads", "patch_size", "pool")
+ACTIVATION_KEYS = ("activation", "beta")
 
 
 def model_spec(model: dict) -> dict:
-    """The study's model section; the ViT-only keys only for a ViT, so that adding them left
-    the spec (and hash) of every MLP and CNN run unchanged.
+    """The study's model section with only the keys its architecture reads: the ViT-only
+    keys for a ViT (its blocks use GELU, so no activation), the activation for an MLP or CNN,
+    and softplus's sharpness β only for softplus.
     """
     if model["arch"] == "vit":
-        return dict(model)
-    return {k: v for k, v in model.items() if k not in VIT_KEYS}
+        return {k: v for k, v in model.items() if k not in ACTIVATION_KEYS}
+    spec = {k: v for k, v in model.items() if k not in VIT_KEYS}
+    if spec["activation"] != "softplus":
+        del spec["beta"]
+    return spec
 
 
 def spec_hash(spec: dict) -> str:

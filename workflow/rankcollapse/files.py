@@ -233,6 +233,17 @@ def provenance(device: torch.device) -> dict:
     }
 
 
+def certificate_keys(certificate: dict) -> dict:
+    """A run's stationarity certificate as table columns."""
+    return {
+        "stationary": certificate["stationary"],
+        "stationarity_tol": certificate["tol"],
+        "certified_rel_residual": certificate["rel_residual_max"],
+        "convergence_steps": certificate["steps"],
+        "stop_reason": certificate["stop_reason"],
+    }
+
+
 def run_keys(meta: dict) -> dict:
     """Columns that identify a run and its provenance, on every row of its tables."""
     spec = meta["spec"]
@@ -247,6 +258,9 @@ def run_keys(meta: dict) -> dict:
         "status": meta["status"],
         "reason": meta["reason"],
         "epochs_run": meta["epochs_run"],
+        "activation": spec["model"].get("activation", "gelu"),
+        **certificate_keys(meta["certificate"]),
+        "decay_exponent": meta["decay_exponent"],
         "config_hash": spec["config_hash"],
         "git_commit": meta["git_commit"],
         "python": meta["python"],
@@ -276,11 +290,17 @@ def load_features(path: Path | str, device: torch.device) -> Features:
 
 
 def load_run(metadata: Path | str, weights: Path | str, data: Path | str, device: torch.device):
-    """A trained run's metadata, its dataset as features, and its model on ``device``."""
+    """A trained run's metadata, its dataset as features, and its model on ``device``, both in
+    the precision the weights were saved in (float64 after a float64 convergence phase, whose
+    stationarity float32 rounding would undo).
+    """
     meta = read_json(metadata)
     features = load_features(data, device)
     model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
     state, tags = load_tensors(weights)
+    dtype = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    model.to(dtype)
+    features.train_x, features.test_x = features.train_x.to(dtype), features.test_x.to(dtype)
     if tags.get("config_hash") != meta["spec"]["config_hash"]:
         raise corrupt(
             weights,

@@ -21,12 +21,14 @@ from .measures import (
     bound_summary,
     equiangularity,
     global_mean,
+    init_alignment,
     norm_spread,
     self_duality,
     singular_values,
     spectral_summary,
     variability_summary,
 )
+from .models import initial_model
 from .statistics import EmbeddingStats, GradientStats
 
 
@@ -108,16 +110,24 @@ def last_layer_collapse(weight: torch.Tensor, stats: EmbeddingStats, ncc_mismatc
 
 
 def measure_run(
-    model: nn.Module, data: Features, eps_list: list[float], batch: int, wd: float, loss: dict
+    model: nn.Module,
+    data: Features,
+    eps_list: list[float],
+    batch: int,
+    wd: float,
+    loss: dict,
+    initial: nn.Module | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """One row per measured layer (spectral, variability and bound measures; NC2-NC4 on the
-    last layer; train/test accuracy and loss) and the float64 spectrum of every layer.
+    """One row per measured layer (spectral, variability and bound measures; with the
+    ``initial`` model, how much of each weight is its initial matrix; NC2-NC4 on the last
+    layer; train/test accuracy and loss) and the float64 spectrum of every layer.
     """
     model.eval()
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, batch, loss)
     statistics = layer_statistics(model, data, batch, loss)
     stats, grads = statistics.embeddings, statistics.gradients
     layers = measured_layers(model)
+    initial_layers = dict(measured_layers(initial)) if initial is not None else {}
     rows, spectra = [], {}
     for index, (name, layer) in enumerate(layers):
         s = singular_values(layer.weight.cpu())
@@ -148,6 +158,11 @@ def measure_run(
                 **spectral,
                 **variability,
                 **bound,
+                **(
+                    init_alignment(layer.weight.detach(), initial_layers[name].weight.detach())
+                    if initial_layers
+                    else {"init_share": float("nan"), "init_cosine": float("nan")}
+                ),
                 **collapse,
                 "train_loss": statistics.train_loss,
                 "train_acc": statistics.train_acc,
@@ -176,8 +191,9 @@ def measure(
     meta, features, net = files.load_run(metadata, model, data, CPU)
     spec = meta["spec"]
     if meta["status"] == "finished":
+        initial = initial_model(spec["model"], features.in_shape, features.classes, spec["seed"])
         rows, spectrum = measure_run(
-            net, features, eps, batch_size, spec["weight_decay"], loss_spec(spec)
+            net, features, eps, batch_size, spec["weight_decay"], loss_spec(spec), initial
         )
     else:
         log(f"run is {meta['status']} ({meta['reason']}): no measures, row marked")

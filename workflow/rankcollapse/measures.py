@@ -60,6 +60,19 @@ def sigma_ratio(s: torch.Tensor, k: int) -> float:
     return float(s[k] / s[0]) if s.numel() > k and s[0] > 0 else 0.0
 
 
+def init_alignment(weight: torch.Tensor, initial: torch.Tensor) -> dict[str, float]:
+    """How much of W is its initial matrix W₀: ``init_share`` = ⟨W, W₀⟩_F / ‖W₀‖_F², the multiple
+    of W₀ left in W (1 untrained; weight decay alone leaves exp(−λ Σ_t η_t/(1 − β))), and
+    ``init_cosine`` = ⟨W, W₀⟩_F / (‖W‖_F ‖W₀‖_F), the fraction of ‖W‖_F along W₀.
+    """
+    w, w0 = weight.double().flatten(), initial.double().flatten()
+    inner = float(w @ w0)
+    return {
+        "init_share": inner / float(w0 @ w0),
+        "init_cosine": inner / float(w.norm() * w0.norm()) if w.norm() > 0 else float("nan"),
+    }
+
+
 def global_mean(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """μ_G = (1/N) Σ_c n_c μ_c."""
     return (counts[:, None] * class_means).sum(0) / counts.sum()

@@ -6,9 +6,36 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+ACTIVATIONS = ("relu", "softplus", "gelu", "silu")
 
-def mlp(in_dim: int, classes: int, depth: int, width: int, bias: bool) -> nn.Sequential:
-    """ReLU MLP with ``depth`` linear layers: depth − 1 hidden layers of ``width``, then K outputs.
+
+def activation(name: str, beta: float | None) -> nn.Module:
+    """The nonlinearity of an MLP or CNN. ReLU's minimisers sit on its kink, where the gradient
+    of the objective cannot vanish smoothly; softplus_β(x) = log(1 + e^{βx})/β (ReLU as β → ∞),
+    GELU and SiLU are smooth, so a stationary point can be reached to round-off.
+    """
+    if name == "relu":
+        return nn.ReLU()
+    if name == "softplus":
+        return nn.Softplus(beta=beta)
+    if name == "gelu":
+        return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"model.activation must be one of {list(ACTIVATIONS)}, got {name!r}")
+
+
+def mlp(
+    in_dim: int,
+    classes: int,
+    depth: int,
+    width: int,
+    bias: bool,
+    act: str = "relu",
+    beta: float | None = None,
+) -> nn.Sequential:
+    """MLP with ``depth`` linear layers: depth − 1 hidden layers of ``width`` each followed by
+    the activation ``act``, then K outputs.
 
     No BatchNorm: the stationarity argument of docs/science.md needs plain weight decay on
     every layer's weights.
@@ -20,25 +47,33 @@ def mlp(in_dim: int, classes: int, depth: int, width: int, bias: bool) -> nn.Seq
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(d_in, d_out, bias=bias))
         if i < depth - 1:
-            layers.append(nn.ReLU())
+            layers.append(activation(act, beta))
     return nn.Sequential(*layers)
 
 
 def cnn(
-    in_shape: tuple[int, ...], classes: int, channels: list[int], width: int, bias: bool
+    in_shape: tuple[int, ...],
+    classes: int,
+    channels: list[int],
+    width: int,
+    bias: bool,
+    act: str = "relu",
+    beta: float | None = None,
 ) -> nn.Sequential:
     """Small CNN without BatchNorm: per entry of ``channels`` a 3×3 convolution (padding 1),
-    ReLU and 2×2 max-pooling; then a hidden linear layer of ``width`` with ReLU, and K outputs.
+    the activation and 2×2 max-pooling; then a hidden linear layer of ``width`` with the
+    activation, and K outputs.
     """
     layers: list[nn.Module] = []
     c, h, w = in_shape
     for out in channels:
-        layers += [nn.Conv2d(c, out, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2)]
+        conv = nn.Conv2d(c, out, 3, padding=1, bias=bias)
+        layers += [conv, activation(act, beta), nn.MaxPool2d(2)]
         c, h, w = out, h // 2, w // 2
     layers += [
         nn.Flatten(),
         nn.Linear(c * h * w, width, bias=bias),
-        nn.ReLU(),
+        activation(act, beta),
         nn.Linear(width, classes, bias=bias),
     ]
     return nn.Sequential(*layers)
@@ -127,17 +162,41 @@ class ViT(nn.Module):
         return self.head(z[:, 0] if self.pool == "cls" else z.mean(1))
 
 
+def initial_model(arch: dict, in_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
+    """The model a run of seed ``seed`` starts from (torch's global generator seeded, then the
+    model built), so that its initial weights can be regenerated after training.
+    """
+    torch.manual_seed(seed)
+    return build_model(arch, in_shape, classes)
+
+
 def build_model(arch: dict, in_shape: tuple[int, ...], classes: int) -> nn.Module:
     """The model a study's ``model`` section describes, for inputs of ``in_shape``."""
     if arch["arch"] == "mlp":
         in_dim = 1
         for d in in_shape:
             in_dim *= d
-        return mlp(in_dim, classes, arch["depth"], arch["width"], arch["bias"])
+        return mlp(
+            in_dim,
+            classes,
+            arch["depth"],
+            arch["width"],
+            arch["bias"],
+            arch["activation"],
+            arch.get("beta"),
+        )
     if arch["arch"] == "cnn":
         if len(in_shape) != 3:
             raise ValueError(f"model.arch 'cnn' needs image inputs (C, H, W), got {in_shape}")
-        return cnn(in_shape, classes, arch["channels"], arch["width"], arch["bias"])
+        return cnn(
+            in_shape,
+            classes,
+            arch["channels"],
+            arch["width"],
+            arch["bias"],
+            arch["activation"],
+            arch.get("beta"),
+        )
     if arch["arch"] == "vit":
         if len(in_shape) != 3:
             raise ValueError(f"model.arch 'vit' needs image inputs (C, H, W), got {in_shape}")

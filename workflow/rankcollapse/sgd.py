@@ -25,6 +25,39 @@ def learning_rate(opt: dict, step: int, total_steps: int, epoch: int) -> float:
     return base
 
 
+def decay_exponent(opt: dict, wd: float, steps_per_epoch: int, epochs: int) -> float:
+    """λ Σ_t η_t / (1 − β) over ``epochs`` epochs of the schedule: weight decay alone (no data
+    gradient) multiplies every weight by about exp(−this) over the run, since with momentum β
+    each step's decay −η_t λ W acts 1/(1 − β) times over.
+    """
+    total = epochs * steps_per_epoch
+    schedule = {**opt, "epochs": epochs}
+    lr_sum = sum(
+        learning_rate(schedule, step, total, step // steps_per_epoch) for step in range(total)
+    )
+    return wd * lr_sum / (1 - opt["momentum"])
+
+
+def epochs_for(opt: dict, wd: float, steps_per_epoch: int) -> int:
+    """The epochs a run trains for: ``epochs``, or with ``decay_horizon`` h the fewest epochs
+    from ``epochs`` to ``max_epochs`` whose :func:`decay_exponent` reaches h (``max_epochs``
+    when none does; ``epochs`` at λ = 0, which forgets nothing).
+    """
+    low, high = opt["epochs"], max(opt["epochs"], opt["max_epochs"])
+    horizon = opt["decay_horizon"]
+    if horizon is None or wd == 0:
+        return low
+    if decay_exponent(opt, wd, steps_per_epoch, high) < horizon:
+        return high
+    while low < high:  # the exponent grows with the epochs for every schedule
+        middle = (low + high) // 2
+        if decay_exponent(opt, wd, steps_per_epoch, middle) >= horizon:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float):
     """torch's SGD with ``weight_decay = λ`` on the mean per-sample loss, which makes λ the
     coefficient of (λ/2) Σ_l ||W_l||_F² in the objective.

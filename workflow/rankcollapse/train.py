@@ -1,11 +1,12 @@
 """Rule ``train``: one run (study × dataset × λ × seed) trained on tensors held on the device.
 
-SGD with momentum and weight decay λ on the mean per-sample loss (:mod:`rankcollapse.sgd`),
-then optionally plain full-batch gradient descent on the same objective to approach a
-stationary point. After each epoch (and every ``residual_every`` full-batch steps) the history
-records the full-batch loss and the stationarity residual ||∇F||. A non-finite loss stops the
-run and marks it diverged. A checkpoint after each record lets a killed job resume and end
-bitwise where an uninterrupted run ends (on the CPU).
+SGD with momentum and weight decay λ on the mean per-sample loss (:mod:`rankcollapse.sgd`)
+chooses the stationary point; then the convergence phase (:mod:`rankcollapse.convergence`),
+L-BFGS on the full-batch objective from the SGD end point, converges to it until the run is
+certified stationary or its budget is spent. After each epoch and every ``record_every``
+L-BFGS iterations the history records the full-batch loss and the residuals. A non-finite
+loss stops the run and marks it diverged. A checkpoint after each record lets a killed job
+resume and end bitwise where an uninterrupted run ends (on the CPU).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint, files, sgd
+from . import checkpoint, convergence, files, sgd
+from .convergence import Certificate, Residuals
 from .device import keep_freed_memory, resolve_device, seed_everything
 from .features import Features
-from .losses import loss_spec, per_sample_loss
-from .models import build_model
+from .losses import loss_spec
+from .models import initial_model
 
 
 @dataclass
@@ -34,46 +36,18 @@ class RunResult:
     status: str = "finished"
     reason: str = ""
     resumed_from: str = ""
+    epochs: int = 0
+    certificate: Certificate | None = None
 
 
 @dataclass
 class Checkpointing:
     """Where a run's checkpoint lives and how often it is written: after every ``every``-th
-    history record (an SGD epoch, or a full-batch residual evaluation); 0 writes none.
+    history record (an SGD epoch, or a record of the convergence phase); 0 writes none.
     """
 
     path: Path
     every: int
-
-
-def full_batch_gradient(
-    model: nn.Module, data: Features, loss: dict, chunk: int = 4096
-) -> torch.Tensor:
-    """Full-batch mean loss (1/N) Σ_i ℓ_i, a tensor left on the device (no host
-    synchronisation), and its gradient left in each parameter's ``.grad``.
-    """
-    model.zero_grad(set_to_none=True)
-    n = data.train_x.shape[0]
-    total = torch.zeros((), device=data.train_x.device)
-    for x, y in zip(data.train_x.split(chunk), data.train_y.split(chunk), strict=True):
-        batch_loss = per_sample_loss(model(x), y, **loss).sum() / n
-        batch_loss.backward()
-        total += batch_loss.detach()
-    return total
-
-
-def stationarity(
-    model: nn.Module, mean_loss: torch.Tensor, wd: float
-) -> tuple[float, float, float]:
-    """Mean loss, ||∇F|| with F = mean loss + (λ/2) Σ ||θ||², and ||∇F|| / ||λθ||, read on the
-    host from the gradient that ``full_batch_gradient`` left in ``.grad``.
-    """
-    with torch.no_grad():
-        params = [p for p in model.parameters() if p.grad is not None]
-        grad = torch.sqrt(sum(((p.grad + wd * p) ** 2).sum() for p in params))
-        decay = wd * torch.sqrt(sum((p**2).sum() for p in params))
-    rel = float(grad / decay) if wd > 0 else float("nan")
-    return float(mean_loss), float(grad), rel
 
 
 def train_run(
@@ -86,44 +60,57 @@ def train_run(
     """Train the study's model as the module docstring says; with ``checkpointing``, resume
     from its checkpoint when one of the same config hash exists.
     """
-    opt_cfg, wd = spec["optimizer"], spec["weight_decay"]
+    wd, phase = spec["weight_decay"], spec["convergence"]
+    tol = spec["stationarity"]["tol"]
+    steps_per_epoch = math.ceil(len(data.train_y) / spec["optimizer"]["batch_size"])
+    epochs = sgd.epochs_for(spec["optimizer"], wd, steps_per_epoch)
+    opt_cfg = {**spec["optimizer"], "epochs": epochs}
     loss = loss_spec(spec)
     gen = seed_everything(spec["seed"], device)
     keep_freed_memory()
-    model = build_model(spec["model"], data.in_shape, data.classes).to(device)
+    model = initial_model(spec["model"], data.in_shape, data.classes, spec["seed"]).to(device)
     optimizer = sgd.optimizer(model, opt_cfg["lr"], opt_cfg["momentum"], wd)
-    result = RunResult(model)
-    progress = {"sgd": 0, "full_batch": 0}
+    result = RunResult(model, epochs=epochs)
+    progress = {"sgd": 0, "convergence": 0}
+    saved = None
     if checkpointing is not None:
         saved = checkpoint.load(checkpointing.path, spec["config_hash"], log)
         if saved is not None:
-            progress = checkpoint.restore(saved, model, optimizer, gen)
+            progress = checkpoint.restore(saved, model, gen)
             result.history = saved.history
-            result.resumed_from = f"sgd {progress['sgd']}, full_batch {progress['full_batch']}"
+            result.resumed_from = f"sgd {progress['sgd']}, convergence {progress['convergence']}"
             log(f"resumed from {checkpointing.path}: {result.resumed_from}")
+    x, y = data.train_x, data.train_y
+    last: list[Residuals] = []
 
-    def record(phase: str, epoch: int, lr: float, seconds: float, extra: dict) -> bool:
-        full_loss, grad, rel = stationarity(model, full_batch_gradient(model, data, loss), wd)
+    def record(phase_name: str, epoch: int, lr: float, seconds: float, extra: dict, opt) -> bool:
+        now = convergence.residuals(model, *convergence.objective(model, x, y, loss, wd), wd)
         row = {
-            "phase": phase,
+            "phase": phase_name,
             "epoch": epoch,
             "lr": lr,
+            "train_loss": float("nan"),
+            "train_acc": float("nan"),
             **extra,
-            "full_loss": full_loss,
-            "residual": grad,
-            "rel_residual": rel,
+            "full_loss": now.full_loss,
+            "objective": now.objective,
+            "residual": now.residual,
+            "rel_residual": now.rel_residual,
+            "rel_residual_max": now.worst,
             "seconds": seconds,
         }
         result.history.append(row)
         log(
-            f"{phase} {epoch}: loss {full_loss:.5f} residual {grad:.3e} (rel {rel:.3e}) "
-            f"lr {lr:.2e} {seconds:.2f}s"
+            f"{phase_name} {epoch}: loss {now.full_loss:.5f} residual {now.residual:.3e} "
+            f"(rel {now.rel_residual:.3e}, worst layer {now.worst:.3e}) lr {lr:.2e} "
+            f"{seconds:.2f}s"
         )
-        if not (math.isfinite(full_loss) and math.isfinite(grad)):
-            result.status, result.reason = "diverged", f"non-finite loss in {phase} {epoch}"
+        if not (math.isfinite(now.full_loss) and math.isfinite(now.residual)):
+            result.status, result.reason = "diverged", f"non-finite loss in {phase_name} {epoch}"
             log(f"run diverged: {result.reason}")
             return False
-        progress[phase] = epoch
+        last[:] = [now]
+        progress[phase_name] = epoch
         if checkpointing is not None and checkpointing.every > 0:
             if len(result.history) % checkpointing.every == 0:
                 checkpoint.save(
@@ -132,33 +119,75 @@ def train_run(
                     progress,
                     result.history,
                     model,
-                    optimizer,
+                    opt,
                     gen,
                 )
         return True
 
-    for epoch in range(progress["sgd"], opt_cfg["epochs"]):
+    if saved is not None and progress["convergence"] == 0:
+        saved.load_optimizer(optimizer)
+    for epoch in range(progress["sgd"], epochs):
         start = time.perf_counter()
         # Reads on the host before the clock stops, so queued GPU work counts in the time.
         train_loss, train_acc = sgd.sgd_epoch(model, optimizer, data, loss, opt_cfg, epoch, gen)
         seconds = time.perf_counter() - start
         running = {"train_loss": train_loss, "train_acc": train_acc}
-        if not record("sgd", epoch + 1, optimizer.param_groups[0]["lr"], seconds, running):
+        lr = optimizer.param_groups[0]["lr"]
+        if not record("sgd", epoch + 1, lr, seconds, running, optimizer):
+            result.certificate = convergence.certify(None, wd, tol, 0, 0, "")
             return result
 
-    # Full-batch gradient descent: x ← x − η ∇F(x), the gradient computed over all samples.
-    steps, lr = opt_cfg["full_batch_steps"], opt_cfg["full_batch_lr"]
-    every = max(1, opt_cfg["residual_every"])
-    start = time.perf_counter()
-    for k in range(progress["full_batch"] + 1, steps + 1):
-        full_batch_gradient(model, data, loss)  # no host synchronisation between records
-        with torch.no_grad():
-            for p in model.parameters():
-                p -= lr * (p.grad + wd * p)
-        if k % every == 0 or k == steps:
-            if not record("full_batch", k, lr, time.perf_counter() - start, {}):
-                return result
-            start = time.perf_counter()
+    # The convergence phase, in its own precision (the saved weights keep it).
+    reason = convergence.NO_DECAY if wd == 0 else convergence.NO_PHASE if not phase["steps"] else ""
+    if not reason:
+        model.to(getattr(torch, phase["dtype"]))
+        x = x.to(getattr(torch, phase["dtype"]))
+    if not reason or not last:
+        # Where the run stands in this precision (also after a resume, so both paths agree).
+        last[:] = [convergence.residuals(model, *convergence.objective(model, x, y, loss, wd), wd)]
+    lbfgs = convergence.lbfgs(model, phase["history_size"])
+    if saved is not None and progress["convergence"] > 0:
+        saved.load_optimizer(lbfgs)
+
+    def closure() -> float:
+        _, value = convergence.objective(model, x, y, loss, wd)
+        return float(value)
+
+    started = time.perf_counter()
+    while not reason:
+        done, _ = convergence.lbfgs_counts(lbfgs)
+        if last[0].worst <= tol:
+            reason = convergence.TOLERANCE_REACHED
+            break
+        if done >= phase["steps"]:
+            reason = convergence.STEPS_SPENT
+            break
+        budget = phase["max_seconds"]
+        if budget is not None and time.perf_counter() - started > budget:
+            reason = convergence.TIME_SPENT
+            break
+        before = last[0].objective
+        convergence.set_iterations(lbfgs, min(phase["record_every"], phase["steps"] - done))
+        start = time.perf_counter()
+        lbfgs.step(closure)
+        iterations, evaluations = convergence.lbfgs_counts(lbfgs)
+        if iterations == done:  # a zero gradient or a line search that could not start
+            reason = convergence.NO_PROGRESS
+            break
+        seconds, step = time.perf_counter() - start, convergence.last_step(lbfgs)
+        extra = {"evaluations": evaluations}
+        if not record("convergence", iterations, step, seconds, extra, lbfgs):
+            result.certificate = convergence.certify(None, wd, tol, iterations, evaluations, "")
+            return result
+        if not last[0].objective < before:
+            reason = convergence.NO_PROGRESS
+    iterations, evaluations = convergence.lbfgs_counts(lbfgs)
+    result.certificate = convergence.certify(last[0], wd, tol, iterations, evaluations, reason)
+    log(
+        f"certificate: {'stationary' if result.certificate.stationary else 'not stationary'} "
+        f"(worst layer {last[0].worst:.3e}, tol {tol:g}; {reason}; {iterations} L-BFGS "
+        f"iterations)"
+    )
     return result
 
 
@@ -199,6 +228,14 @@ def train(
         "status": result.status,
         "reason": result.reason,
         "epochs_run": sum(row["phase"] == "sgd" for row in result.history),
+        "epochs_planned": result.epochs,
+        "decay_exponent": sgd.decay_exponent(
+            spec["optimizer"],
+            spec["weight_decay"],
+            math.ceil(len(features.train_y) / spec["optimizer"]["batch_size"]),
+            result.epochs,
+        ),
+        "certificate": result.certificate.as_dict(),
         "resumed_from": result.resumed_from,
         "train_seconds": sum(row["seconds"] for row in result.history),
         "in_shape": list(features.in_shape),
