@@ -1,9 +1,12 @@
 """Training and the measure driver on a tiny synthetic problem, on the CPU."""
 
+import math
+
 import pytest
 import torch
 from factories import clusters
 from factories import run_spec as spec
+from rankcollapse import sgd
 from rankcollapse.features import to_features
 from rankcollapse.train import train_run
 
@@ -96,3 +99,14 @@ def test_mse_training_uses_the_summed_squared_error():
     result = train_run(run, clusters(), CPU, log=lambda _: None)
     assert result.status == "finished"
     assert result.history[-1]["full_loss"] < result.history[0]["full_loss"]
+
+
+def test_a_decay_horizon_sets_the_epochs_a_run_trains_for():
+    data = clusters()
+    run = spec(wd=0.05, epochs=2, decay_horizon=2.0, max_epochs=40)
+    result = train_run(run, data, CPU, log=lambda _: None)
+    steps = math.ceil(len(data.train_y) / run["optimizer"]["batch_size"])
+    assert result.epochs == sgd.epochs_for(run["optimizer"], 0.05, steps)
+    assert 2 < result.epochs < 40
+    assert sum(row["phase"] == "sgd" for row in result.history) == result.epochs
+    assert sgd.decay_exponent(run["optimizer"], 0.05, steps, result.epochs) >= 2.0

@@ -50,6 +50,144 @@ class Checkpointing:
     every: int
 
 
+class Recorder:
+    """A run's history: one record per SGD epoch or per ``record_every`` L-BFGS iterations,
+    each with the full-batch loss and residuals at that point, a divergence check and, every
+    ``checkpointing.every`` records, a checkpoint.
+    """
+
+    def __init__(self, spec, model, data, result, progress, checkpointing, generator, log):
+        self.spec, self.model, self.result, self.progress = spec, model, result, progress
+        self.x, self.y = data.train_x, data.train_y
+        self.checkpointing, self.generator, self.log = checkpointing, generator, log
+        self.loss, self.wd = loss_spec(spec), spec["weight_decay"]
+        self.last: Residuals | None = None
+
+    def residuals(self) -> Residuals:
+        """Where the run stands now, in the precision of its weights."""
+        self.last = convergence.residuals(
+            self.model,
+            *convergence.objective(self.model, self.x, self.y, self.loss, self.wd),
+            self.wd,
+        )
+        return self.last
+
+    def record(
+        self, phase: str, epoch: int, lr: float, seconds: float, extra: dict, optimizer
+    ) -> bool:
+        """Append a record; False (the run marked diverged) when its loss is not finite."""
+        now = self.residuals()
+        self.result.history.append(
+            {
+                "phase": phase,
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": math.nan,
+                "train_acc": math.nan,
+                **extra,
+                "full_loss": now.full_loss,
+                "objective": now.objective,
+                "residual": now.residual,
+                "rel_residual": now.rel_residual,
+                "rel_residual_max": now.worst,
+                "seconds": seconds,
+            }
+        )
+        self.log(
+            f"{phase} {epoch}: loss {now.full_loss:.5f} residual {now.residual:.3e} "
+            f"(rel {now.rel_residual:.3e}, worst layer {now.worst:.3e}) lr {lr:.2e} "
+            f"{seconds:.2f}s"
+        )
+        if not (math.isfinite(now.full_loss) and math.isfinite(now.residual)):
+            self.result.status = "diverged"
+            self.result.reason = f"non-finite loss in {phase} {epoch}"
+            self.log(f"run diverged: {self.result.reason}")
+            return False
+        self.progress[phase] = epoch
+        every = self.checkpointing.every if self.checkpointing is not None else 0
+        if every > 0 and len(self.result.history) % every == 0:
+            checkpoint.save(
+                self.checkpointing.path,
+                self.spec["config_hash"],
+                self.progress,
+                self.result.history,
+                self.model,
+                optimizer,
+                self.generator,
+            )
+        return True
+
+
+def sgd_phase(recorder: Recorder, data: Features, opt_cfg: dict, saved) -> bool:
+    """SGD epochs from where the run stands to ``opt_cfg["epochs"]``; False if it diverged."""
+    model, generator = recorder.model, recorder.generator
+    optimizer = sgd.optimizer(model, opt_cfg["lr"], opt_cfg["momentum"], recorder.wd)
+    if saved is not None and recorder.progress["convergence"] == 0:
+        saved.load_optimizer(optimizer)
+    for epoch in range(recorder.progress["sgd"], opt_cfg["epochs"]):
+        start = time.perf_counter()
+        # Reads on the host before the clock stops, so queued GPU work counts in the time.
+        train_loss, train_acc = sgd.sgd_epoch(
+            model, optimizer, data, recorder.loss, opt_cfg, epoch, generator
+        )
+        seconds = time.perf_counter() - start
+        running = {"train_loss": train_loss, "train_acc": train_acc}
+        lr = optimizer.param_groups[0]["lr"]
+        if not recorder.record("sgd", epoch + 1, lr, seconds, running, optimizer):
+            return False
+    return True
+
+
+def convergence_phase(recorder: Recorder, phase: dict, tol: float, saved) -> Certificate:
+    """L-BFGS on the full-batch objective, in the phase's precision, from where the run stands
+    until it is certified at ``tol`` or a budget is spent; the run's certificate.
+    """
+    model, wd = recorder.model, recorder.wd
+    reason = convergence.NO_DECAY if wd == 0 else "" if phase["steps"] else convergence.NO_PHASE
+    if not reason:
+        dtype = getattr(torch, phase["dtype"])
+        model.to(dtype)
+        recorder.x = recorder.x.to(dtype)
+    if not reason or recorder.last is None:
+        recorder.residuals()  # in this precision, also after a resume, so both paths agree
+    lbfgs = convergence.lbfgs(model, phase["history_size"])
+    if saved is not None and recorder.progress["convergence"] > 0:
+        saved.load_optimizer(lbfgs)
+
+    def closure() -> float:
+        _, value = convergence.objective(model, recorder.x, recorder.y, recorder.loss, wd)
+        return float(value)
+
+    started = time.perf_counter()
+    while not reason:
+        done, _ = convergence.lbfgs_counts(lbfgs)
+        budget = phase["max_seconds"]
+        if recorder.last.worst <= tol:
+            reason = convergence.TOLERANCE_REACHED
+        elif done >= phase["steps"]:
+            reason = convergence.STEPS_SPENT
+        elif budget is not None and time.perf_counter() - started > budget:
+            reason = convergence.TIME_SPENT
+        if reason:
+            break
+        before = recorder.last.objective
+        convergence.set_iterations(lbfgs, min(phase["record_every"], phase["steps"] - done))
+        start = time.perf_counter()
+        lbfgs.step(closure)
+        iterations, evaluations = convergence.lbfgs_counts(lbfgs)
+        if iterations == done:  # a zero gradient or a line search that could not start
+            reason = convergence.NO_PROGRESS
+            break
+        seconds, step = time.perf_counter() - start, convergence.last_step(lbfgs)
+        extra = {"evaluations": evaluations}
+        if not recorder.record("convergence", iterations, step, seconds, extra, lbfgs):
+            return convergence.certify(None, wd, tol, iterations, evaluations, "")
+        if not recorder.last.objective < before:
+            reason = convergence.NO_PROGRESS
+    iterations, evaluations = convergence.lbfgs_counts(lbfgs)
+    return convergence.certify(recorder.last, wd, tol, iterations, evaluations, reason)
+
+
 def train_run(
     spec: dict,
     data: Features,
@@ -60,133 +198,35 @@ def train_run(
     """Train the study's model as the module docstring says; with ``checkpointing``, resume
     from its checkpoint when one of the same config hash exists.
     """
-    wd, phase = spec["weight_decay"], spec["convergence"]
-    tol = spec["stationarity"]["tol"]
+    wd, tol = spec["weight_decay"], spec["stationarity"]["tol"]
     steps_per_epoch = math.ceil(len(data.train_y) / spec["optimizer"]["batch_size"])
-    epochs = sgd.epochs_for(spec["optimizer"], wd, steps_per_epoch)
-    opt_cfg = {**spec["optimizer"], "epochs": epochs}
-    loss = loss_spec(spec)
-    gen = seed_everything(spec["seed"], device)
+    opt_cfg = {
+        **spec["optimizer"],
+        "epochs": sgd.epochs_for(spec["optimizer"], wd, steps_per_epoch),
+    }
+    generator = seed_everything(spec["seed"], device)
     keep_freed_memory()
     model = initial_model(spec["model"], data.in_shape, data.classes, spec["seed"]).to(device)
-    optimizer = sgd.optimizer(model, opt_cfg["lr"], opt_cfg["momentum"], wd)
-    result = RunResult(model, epochs=epochs)
+    result = RunResult(model, epochs=opt_cfg["epochs"])
     progress = {"sgd": 0, "convergence": 0}
     saved = None
     if checkpointing is not None:
         saved = checkpoint.load(checkpointing.path, spec["config_hash"], log)
         if saved is not None:
-            progress = checkpoint.restore(saved, model, gen)
+            progress = checkpoint.restore(saved, model, generator)
             result.history = saved.history
             result.resumed_from = f"sgd {progress['sgd']}, convergence {progress['convergence']}"
             log(f"resumed from {checkpointing.path}: {result.resumed_from}")
-    x, y = data.train_x, data.train_y
-    last: list[Residuals] = []
-
-    def record(phase_name: str, epoch: int, lr: float, seconds: float, extra: dict, opt) -> bool:
-        now = convergence.residuals(model, *convergence.objective(model, x, y, loss, wd), wd)
-        row = {
-            "phase": phase_name,
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": float("nan"),
-            "train_acc": float("nan"),
-            **extra,
-            "full_loss": now.full_loss,
-            "objective": now.objective,
-            "residual": now.residual,
-            "rel_residual": now.rel_residual,
-            "rel_residual_max": now.worst,
-            "seconds": seconds,
-        }
-        result.history.append(row)
-        log(
-            f"{phase_name} {epoch}: loss {now.full_loss:.5f} residual {now.residual:.3e} "
-            f"(rel {now.rel_residual:.3e}, worst layer {now.worst:.3e}) lr {lr:.2e} "
-            f"{seconds:.2f}s"
-        )
-        if not (math.isfinite(now.full_loss) and math.isfinite(now.residual)):
-            result.status, result.reason = "diverged", f"non-finite loss in {phase_name} {epoch}"
-            log(f"run diverged: {result.reason}")
-            return False
-        last[:] = [now]
-        progress[phase_name] = epoch
-        if checkpointing is not None and checkpointing.every > 0:
-            if len(result.history) % checkpointing.every == 0:
-                checkpoint.save(
-                    checkpointing.path,
-                    spec["config_hash"],
-                    progress,
-                    result.history,
-                    model,
-                    opt,
-                    gen,
-                )
-        return True
-
-    if saved is not None and progress["convergence"] == 0:
-        saved.load_optimizer(optimizer)
-    for epoch in range(progress["sgd"], epochs):
-        start = time.perf_counter()
-        # Reads on the host before the clock stops, so queued GPU work counts in the time.
-        train_loss, train_acc = sgd.sgd_epoch(model, optimizer, data, loss, opt_cfg, epoch, gen)
-        seconds = time.perf_counter() - start
-        running = {"train_loss": train_loss, "train_acc": train_acc}
-        lr = optimizer.param_groups[0]["lr"]
-        if not record("sgd", epoch + 1, lr, seconds, running, optimizer):
-            result.certificate = convergence.certify(None, wd, tol, 0, 0, "")
-            return result
-
-    # The convergence phase, in its own precision (the saved weights keep it).
-    reason = convergence.NO_DECAY if wd == 0 else convergence.NO_PHASE if not phase["steps"] else ""
-    if not reason:
-        model.to(getattr(torch, phase["dtype"]))
-        x = x.to(getattr(torch, phase["dtype"]))
-    if not reason or not last:
-        # Where the run stands in this precision (also after a resume, so both paths agree).
-        last[:] = [convergence.residuals(model, *convergence.objective(model, x, y, loss, wd), wd)]
-    lbfgs = convergence.lbfgs(model, phase["history_size"])
-    if saved is not None and progress["convergence"] > 0:
-        saved.load_optimizer(lbfgs)
-
-    def closure() -> float:
-        _, value = convergence.objective(model, x, y, loss, wd)
-        return float(value)
-
-    started = time.perf_counter()
-    while not reason:
-        done, _ = convergence.lbfgs_counts(lbfgs)
-        if last[0].worst <= tol:
-            reason = convergence.TOLERANCE_REACHED
-            break
-        if done >= phase["steps"]:
-            reason = convergence.STEPS_SPENT
-            break
-        budget = phase["max_seconds"]
-        if budget is not None and time.perf_counter() - started > budget:
-            reason = convergence.TIME_SPENT
-            break
-        before = last[0].objective
-        convergence.set_iterations(lbfgs, min(phase["record_every"], phase["steps"] - done))
-        start = time.perf_counter()
-        lbfgs.step(closure)
-        iterations, evaluations = convergence.lbfgs_counts(lbfgs)
-        if iterations == done:  # a zero gradient or a line search that could not start
-            reason = convergence.NO_PROGRESS
-            break
-        seconds, step = time.perf_counter() - start, convergence.last_step(lbfgs)
-        extra = {"evaluations": evaluations}
-        if not record("convergence", iterations, step, seconds, extra, lbfgs):
-            result.certificate = convergence.certify(None, wd, tol, iterations, evaluations, "")
-            return result
-        if not last[0].objective < before:
-            reason = convergence.NO_PROGRESS
-    iterations, evaluations = convergence.lbfgs_counts(lbfgs)
-    result.certificate = convergence.certify(last[0], wd, tol, iterations, evaluations, reason)
+    recorder = Recorder(spec, model, data, result, progress, checkpointing, generator, log)
+    if sgd_phase(recorder, data, opt_cfg, saved):
+        result.certificate = convergence_phase(recorder, spec["convergence"], tol, saved)
+    else:
+        result.certificate = convergence.certify(None, wd, tol, 0, 0, "")
+    certificate = result.certificate
     log(
-        f"certificate: {'stationary' if result.certificate.stationary else 'not stationary'} "
-        f"(worst layer {last[0].worst:.3e}, tol {tol:g}; {reason}; {iterations} L-BFGS "
-        f"iterations)"
+        f"certificate: {'stationary' if certificate.stationary else 'not stationary'} "
+        f"(worst layer {certificate.rel_residual_max:.3e}, tol {tol:g}; "
+        f"{certificate.stop_reason}; {certificate.steps} L-BFGS iterations)"
     )
     return result
 
