@@ -15,7 +15,8 @@
 # with the least-squares line of log tail_K on log(TCV/λ) per dataset that claim C3(b) judges
 # (hidden layers, λ and seeds pooled; the same rows and fit as the claim); a slope near 1 means
 # tail_K tracks TCV/λ. Layers whose tail is exactly 0 (e.g. an output layer with d_out = K)
-# cannot be drawn on log axes and are left out (counted below).
+# cannot be drawn on log axes and are left out (counted below). Filled markers: runs certified
+# stationary, where ‖R_l‖/λ is at most tol·‖W_l‖; hollow: runs that are not certified.
 
 # %% tags=["parameters"]
 study = "tiny"
@@ -31,14 +32,13 @@ variability_measure = "tcv"
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from rankcollapse import files, plotting
 from rankcollapse.claims.statistics import bound_slope_rows, log_log_fit
 
 plotting.set_style()
 runs, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
-runs = runs[runs["weight_decay"] > 0]
+runs = plotting.with_certificate(runs[runs["weight_decay"] > 0])
 
 # bound_holds is True/False, or None where there is nothing to check (λ = 0, dropped above).
 holds = runs["bound_holds"].astype("boolean")
@@ -83,7 +83,7 @@ else:
         "style_order": sorted(points["dataset"].unique()),
         "s": 50,
     }
-    sns.scatterplot(data=points, x="bound", y="tail_K", ax=left, **style)
+    plotting.certificate_scatter(points, x="bound", y="tail_K", ax=left, **style)
     # Violations are ringed in red, so that a single one cannot hide among the other points.
     if len(violated):
         left.scatter(
@@ -94,7 +94,9 @@ else:
             edgecolors="red",
             label="bound violated",
         )
-    sns.scatterplot(data=points, x="tcv_over_wd", y="tail_K", ax=right, legend=False, **style)
+    plotting.certificate_scatter(
+        points, x="tcv_over_wd", y="tail_K", ax=right, legend=False, **style
+    )
     for ax in (left, right):
         plotting.log_axis(ax, "x")
         plotting.log_axis(ax, "y")
@@ -108,6 +110,9 @@ else:
     left.get_legend().remove()
     handles.append(plt.Line2D([], [], color="0.3", linestyle="--"))
     labels.append("tail_K = bound")
+    certificate = plotting.certificate_handles()
+    handles += [plt.Line2D([], [], visible=False), *certificate.values()]
+    labels += ["certificate", *certificate]
     fig.legend(handles, labels, loc="outside right upper")
     # The fitted lines get a legend of their own in the panel: one per dataset, with its slope.
     fit_handles = []

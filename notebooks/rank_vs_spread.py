@@ -11,8 +11,10 @@
 #
 # Synthetic Gaussian clusters only (datasets with a within-class standard deviation set in the
 # data). One panel per layer, one line per weight decay λ (mean over seeds, band: range across
-# seeds); the dashed line marks K. At fixed λ, rank should grow with the spread. A study with no
-# synthetic data, or with fewer than two spreads, gets a figure that says so.
+# seeds); the dashed line marks K. At fixed λ, rank should grow with the spread. A filled
+# marker: every seed of that spread and λ is certified stationary; hollow: at least one is not
+# (λ = 0 never is). A study with no synthetic data, or with fewer than two spreads, gets a
+# figure that says so.
 
 # %% tags=["parameters"]
 study = "tiny"
@@ -37,6 +39,8 @@ print("left out:", left_out or "none")
 runs = runs[np.isfinite(runs["dataset_std"])].copy()
 runs["λ"] = runs["weight_decay"].map(lambda w: f"{w:g}")
 order = [f"{w:g}" for w in sorted(runs["weight_decay"].unique())]
+runs = plotting.with_certificate(runs)
+colours = plotting.colours(order, "viridis")
 spreads = sorted(runs["dataset_std"].unique())
 print("synthetic datasets:", runs.groupby("dataset")["dataset_std"].first().to_dict())
 # Two synthetic datasets with the same spread (differing in something else) share a point.
@@ -63,13 +67,27 @@ else:
         y=rank_measure,
         hue="λ",
         hue_order=order,
-        palette="viridis",
+        palette=colours,
         col="layer",
         kind="line",
-        marker="o",
         errorbar=("pi", 100),
         facet_kws={"sharey": False},
         height=3,
+        legend=False,
+    )
+    # The markers: at the mean over seeds (and over datasets sharing a spread), as the line,
+    # hollow unless every run there is certified.
+    grid.map_dataframe(
+        plotting.certificate_scatter,
+        x="dataset_std",
+        y=rank_measure,
+        mean=True,
+        hue="λ",
+        hue_order=order,
+        palette=colours,
+        s=36,
+        zorder=3,
+        legend=False,
     )
     # Spreads are usually spaced by factors (0.5, 1, 2): log x when all are positive; ticks at
     # the spreads that were run.
@@ -79,6 +97,13 @@ else:
             ax.minorticks_off()
         ax.set_xticks(spreads, [f"{s:g}" for s in spreads])
     plotting.mark_classes(grid, runs, rank_measure)
+    plotting.legend(
+        grid,
+        {
+            "λ": plotting.hue_handles(colours),
+            "certificate": plotting.certificate_handles(mean=True),
+        },
+    )
     grid.set_titles(col_template="{col_name}")
     grid.set_axis_labels("within-class std of the data", plotting.label(rank_measure))
     grid.figure.suptitle(f"{study}: rank against the within-class spread of the data", y=1.03)

@@ -10,7 +10,8 @@
 # # Layer rank against the within-class variability of the layer's input
 #
 # One point per run (λ, dataset), one panel per layer. Neural rank collapse predicts that both
-# fall together as the weight decay λ grows.
+# fall together as the weight decay λ grows. Filled markers: runs certified stationary; hollow:
+# runs that are not (λ = 0 never is: there is no stationary point to certify).
 
 # %% tags=["parameters"]
 study = "mnist_mlp"
@@ -31,6 +32,8 @@ runs, left_out = plotting.finished_runs(files.read_table(table))
 runs["λ"] = runs["weight_decay"].map(lambda w: f"{w:g}")
 order = [f"{w:g}" for w in sorted(runs["weight_decay"].unique())]
 print("left out:", left_out or "none")
+runs = plotting.with_certificate(runs)
+colours = plotting.colours(order, "viridis")
 
 # %%
 grid = sns.FacetGrid(
@@ -47,18 +50,25 @@ grid.map_dataframe(
     sns.lineplot, x=variability_measure, y=rank_measure, color="0.7", sort=False, estimator=None
 )
 grid.map_dataframe(
-    sns.scatterplot,
+    plotting.certificate_scatter,
     x=variability_measure,
     y=rank_measure,
     hue="λ",
     hue_order=order,
-    palette="viridis",
+    palette=colours,
     s=60,
     zorder=3,
+    legend=False,
 )
 for ax in grid.axes.flat:
     plotting.log_axis(ax, "x")
-grid.add_legend(title="λ")
+plotting.legend(
+    grid,
+    {
+        "λ": plotting.hue_handles(colours, line=False),
+        "certificate": plotting.certificate_handles(),
+    },
+)
 plotting.mark_classes(grid, runs, rank_measure)
 grid.set_axis_labels(plotting.label(variability_measure), plotting.label(rank_measure))
 grid.figure.suptitle(f"{study}: rank against within-class variability", y=1.02)

@@ -9,7 +9,9 @@
 # %% [markdown]
 # # Layer rank against the weight decay λ
 #
-# One panel per layer; one line per dataset (mean over seeds, band: range across seeds).
+# One panel per layer; one line per dataset (mean over seeds, band: range across seeds). A
+# filled marker: every seed of that dataset and λ is certified stationary; hollow: at least one
+# is not (λ = 0 never is: there is no stationary point to certify).
 
 # %% tags=["parameters"]
 study = "mnist_mlp"
@@ -28,6 +30,9 @@ from rankcollapse import files, plotting
 plotting.set_style()
 runs, left_out = plotting.finished_runs(files.read_table(table))
 print("left out:", left_out or "none")
+runs = plotting.with_certificate(runs)
+datasets = sorted(runs["dataset"].unique())
+colours = plotting.colours(datasets)
 
 # %%
 grid = sns.relplot(
@@ -35,16 +40,38 @@ grid = sns.relplot(
     x="weight_decay",
     y=rank_measure,
     hue="dataset",
+    hue_order=datasets,
+    palette=colours,
     col="layer",
     kind="line",
-    marker="o",
     errorbar=("pi", 100),
     facet_kws={"sharey": False},
     height=3,
+    legend=False,
+)
+# The markers: at the mean over seeds, as the line, hollow unless every seed is certified.
+grid.map_dataframe(
+    plotting.certificate_scatter,
+    x="weight_decay",
+    y=rank_measure,
+    mean=True,
+    hue="dataset",
+    hue_order=datasets,
+    palette=colours,
+    s=36,
+    zorder=3,
+    legend=False,
 )
 for ax in grid.axes.flat:
     plotting.wd_axis(ax, runs["weight_decay"].unique())
 plotting.mark_classes(grid, runs, rank_measure)
+plotting.legend(
+    grid,
+    {
+        "dataset": plotting.hue_handles(colours),
+        "certificate": plotting.certificate_handles(mean=True),
+    },
+)
 grid.set_axis_labels(plotting.label("weight_decay"), plotting.label(rank_measure))
 grid.figure.suptitle(f"{study}: rank against weight decay", y=1.03)
 plotting.save(grid.figure, pdf, png, left_out)

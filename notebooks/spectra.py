@@ -12,7 +12,8 @@
 # σ_j (log scale) against the index j, one panel per layer and dataset, one line per weight
 # decay λ. The dashed line marks j = K, the number of classes: as λ grows, the singular values
 # beyond K collapse. Spectra of different seeds do not average meaningfully index by index, so
-# only the first (lowest-numbered) finished seed of each dataset and λ is drawn.
+# only the first (lowest-numbered) finished seed of each dataset and λ is drawn. Solid lines:
+# runs certified stationary; dashed: runs that are not (λ = 0 never is).
 
 # %% tags=["parameters"]
 study = "tiny"
@@ -47,6 +48,8 @@ print(f"σ_j = 0 left out (log axis): {int(zero.sum())}")
 sv = sv[~zero]
 sv["λ"] = sv["weight_decay"].map(lambda w: f"{w:g}")
 order = [f"{w:g}" for w in sorted(sv["weight_decay"].unique())]
+sv = plotting.with_certificate(sv)
+colours = plotting.colours(order, "viridis")
 
 # %%
 grid = sns.FacetGrid(
@@ -66,14 +69,24 @@ grid.map_dataframe(
     y="sigma",
     hue="λ",
     hue_order=order,
-    palette="viridis",
+    palette=colours,
+    style="certificate",
+    style_order=plotting.CERTIFICATES,
+    dashes=plotting.CERTIFICATE_DASHES,
     estimator=None,
     linewidth=1.2,
+    legend=False,
 )
 for (dataset, _), ax in grid.axes_dict.items():
     plotting.log_axis(ax, "y")
     ax.axvline(classes[dataset], color="0.4", linestyle="--", linewidth=0.8)
-grid.add_legend(title="λ")
+plotting.legend(
+    grid,
+    {
+        "λ": plotting.hue_handles(colours, marker=None),
+        "certificate": plotting.certificate_line_handles(),
+    },
+)
 grid.set_titles(row_template="{row_name}", col_template="{col_name}")
 grid.set_axis_labels("index j", "singular value σ_j")
 grid.figure.suptitle(f"{study}: singular values of the weight matrices", y=1.02)

@@ -20,6 +20,7 @@ FIGURES = [
     "bound",
     "rank_vs_spread",
     "training_curves",
+    "stationarity",
     # paper B, the tiny study being listed in utilization.studies
     "utilization_per_layer",
     "mlu_vs_weight_decay",
@@ -58,8 +59,9 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
         measured=("rel_residual", "max"), certified=("certified_rel_residual", "first")
     )
     assert ((worst["measured"] - worst["certified"]).abs() <= 1e-6 * worst["certified"]).all()
-    # initial matrix left in each layer: all but a little after so short a training
-    assert table["init_share"].between(0.5, 1.0).all()
+    # after so short a training every layer still points mostly along its initial matrix
+    assert table["init_share"].map(math.isfinite).all() and (table["init_share"] > 0).all()
+    assert table["init_cosine"].between(0.2, 1.0).all()
     measures = [
         "rank_eps_0.1",
         "rank_eps_0.01",

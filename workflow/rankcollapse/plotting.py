@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter
 
 LABELS = {
     "rank_fro": "rank  #{σ_j > 10⁻³‖W‖_F}",
@@ -46,6 +47,126 @@ def finished_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return table[ok].copy(), notes
 
 
+# ------------------------------------------------------------------ stationarity certificates
+# Every figure that draws runs marks those not certified stationary the same way: a hollow
+# marker where a run (or a mean over seeds) is a point, a dashed line where a run is a line.
+CERTIFIED = "certified"
+NOT_CERTIFIED = "not certified"
+CERTIFICATES = [CERTIFIED, NOT_CERTIFIED]
+CERTIFICATE_LABELS = {CERTIFIED: "certified stationary", NOT_CERTIFIED: "not certified"}
+CERTIFICATE_DASHES = {CERTIFIED: "", NOT_CERTIFIED: (4, 1.5)}
+HOLLOW_EDGE_WIDTH = 1.2
+
+
+def with_certificate(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a column ``certificate``: CERTIFIED on the rows of runs certified
+    stationary (``stationary`` True), NOT_CERTIFIED on the others, λ = 0 among them (there is
+    no stationary point to certify).
+    """
+    certified = table["stationary"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return table.assign(certificate=np.where(certified, CERTIFIED, NOT_CERTIFIED))
+
+
+def colours(levels, palette=None) -> dict:
+    """A colour per level (seaborn's for that palette and count), as a dict that the lines,
+    the markers and the legend of one figure all share.
+    """
+    levels = list(levels)
+    return dict(zip(levels, sns.color_palette(palette, len(levels)), strict=True))
+
+
+def hollow(points, which) -> None:
+    """Draw the markers ``which`` (a boolean per point) of a scatter hollow: no fill, an edge in
+    the colour they were filled with.
+    """
+    n = len(points.get_offsets())
+    which = np.asarray(which, dtype=bool)
+    face = np.broadcast_to(points.get_facecolors(), (n, 4)).copy()
+    edge = np.broadcast_to(points.get_edgecolors(), (n, 4)).copy()
+    widths = np.broadcast_to(points.get_linewidths(), (n,)).astype(float)
+    edge[which] = face[which]
+    face[which, 3] = 0
+    widths[which] = HOLLOW_EDGE_WIDTH
+    points.set_facecolors(face)
+    points.set_edgecolors(edge)
+    points.set_linewidths(widths)
+
+
+def certificate_scatter(data, *, x, y, mean=False, by=(), ax=None, **kwargs):
+    """``sns.scatterplot`` of ``data`` (a table with a ``certificate`` column) with the markers
+    of runs not certified stationary hollow. With ``mean``, one marker per hue, style, ``by``
+    and x value at the mean y (where a seaborn line of the same rows puts its point), filled
+    only when every run averaged there is certified. Usable with ``FacetGrid.map_dataframe``.
+    Markers are not clipped at the axes' edge (λ = 0 sits on it).
+    """
+    ax = plt.gca() if ax is None else ax
+    kwargs.pop("label", None)
+    kwargs.setdefault("clip_on", False)
+    keys = [k for k in (kwargs.get("hue"), kwargs.get("style"), *by) if k is not None]
+    rows = data.dropna(subset=list(dict.fromkeys([x, y, *keys])))
+    if mean:
+        groups = rows.groupby([*keys, x], sort=False, observed=True)
+        rows = groups.agg(
+            **{y: (y, "mean")},
+            certificate=(
+                "certificate",
+                lambda c: CERTIFIED if c.eq(CERTIFIED).all() else NOT_CERTIFIED,
+            ),
+        ).reset_index()
+    if rows.empty:
+        return ax
+    drawn = len(ax.collections)
+    sns.scatterplot(data=rows, x=x, y=y, ax=ax, **kwargs)
+    points = ax.collections[drawn]
+    if len(points.get_offsets()) != len(rows):
+        raise RuntimeError(f"scatter drew {len(points.get_offsets())} of {len(rows)} points")
+    hollow(points, rows["certificate"].eq(NOT_CERTIFIED).to_numpy())
+    return ax
+
+
+def certificate_handles(mean=False, marker="o", color="0.35") -> dict:
+    """Legend entries saying what filled and hollow markers mean."""
+    kw = {"linestyle": "", "marker": marker, "markersize": 6, "color": color}
+    return {
+        CERTIFICATE_LABELS[CERTIFIED] + (" (every seed)" if mean else ""): Line2D([], [], **kw),
+        CERTIFICATE_LABELS[NOT_CERTIFIED] + (" (≥ 1 seed)" if mean else ""): Line2D(
+            [], [], **kw, markerfacecolor="none", markeredgewidth=HOLLOW_EDGE_WIDTH
+        ),
+    }
+
+
+def certificate_line_handles(color="0.35") -> dict:
+    """Legend entries saying what solid and dashed lines mean."""
+    lines = {}
+    for certificate in CERTIFICATES:
+        line = Line2D([], [], color=color)
+        if CERTIFICATE_DASHES[certificate]:
+            line.set_dashes(CERTIFICATE_DASHES[certificate])
+        lines[CERTIFICATE_LABELS[certificate]] = line
+    return lines
+
+
+def hue_handles(palette: dict, marker="o", line=True) -> dict:
+    """Legend entries of a hue: one per level, in its colour."""
+    style = {"linestyle": "-" if line else "", "marker": marker, "markersize": 5}
+    return {f"{level}": Line2D([], [], color=c, **style) for level, c in palette.items()}
+
+
+def legend(grid, sections: dict) -> None:
+    """One legend beside a FacetGrid: each section's entries (label: handle) under its title,
+    as seaborn lays out a legend of several semantics; a section titled "" has no title.
+    """
+    data, order = {}, []
+    for title, entries in sections.items():
+        if title:
+            order.append((f"title:{title}", title))
+            data[order[-1]] = Line2D([], [], visible=False)
+        for name, handle in entries.items():
+            order.append((title, name))
+            data[order[-1]] = handle
+    grid.add_legend(legend_data=data, label_order=order, title="", adjust_subtitles=True)
+
+
 def wd_axis(ax, weight_decays) -> None:
     """Symmetric-log λ axis, so λ = 0 sits beside the log-spaced grid."""
     positive = np.asarray([w for w in weight_decays if w > 0])
@@ -65,15 +186,28 @@ def mark_classes(grid, runs: pd.DataFrame, rank_measure: str) -> None:
         ax.axhline(runs["classes"].max(), color="0.4", linestyle="--", linewidth=0.8)
 
 
-def log_axis(ax, which: str) -> None:
-    """Log scale without crowded minor labels: powers of ten, and also 2× and 5× them on
-    ranges of less than two decades. Call it after plotting, when the limits are known.
+class LogTicks(LogLocator):
+    """Ticks of a log axis, chosen for the limits it has when drawn: powers of ten, and also 2×
+    and 5× them on ranges of less than two decades; on a range too narrow to hold two of those,
+    a few evenly spaced ticks (matplotlib's own fallback there labels a dozen).
     """
+
+    def tick_values(self, vmin, vmax):
+        if 0 < vmin < vmax:
+            short = np.log10(vmax / vmin) < 2
+            self.set_params(subs=(1.0, 2.0, 5.0) if short else (1.0,))
+            decades = 10.0 ** np.arange(np.floor(np.log10(vmin)), np.ceil(np.log10(vmax)) + 1)
+            candidates = np.outer(decades, (1.0, 2.0, 5.0)).ravel()
+            if short and np.count_nonzero((candidates >= vmin) & (candidates <= vmax)) < 2:
+                return MaxNLocator(nbins=3).tick_values(vmin, vmax)
+        return super().tick_values(vmin, vmax)
+
+
+def log_axis(ax, which: str) -> None:
+    """Log scale without crowded labels (see :class:`LogTicks`)."""
     getattr(ax, f"set_{which}scale")("log")
     axis = ax.xaxis if which == "x" else ax.yaxis
-    low, high = getattr(ax, f"get_{which}lim")()
-    short = low > 0 and np.log10(high / low) < 2
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if short else (1.0,)))
+    axis.set_major_locator(LogTicks(base=10))
     axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
     axis.set_minor_formatter(NullFormatter())
 

@@ -47,6 +47,7 @@ FIGURES = [
     "bound",
     "rank_vs_spread",
     "training_curves",
+    "stationarity",
 ]
 # Paper B (utilized rank): only for the studies in utilization.studies.
 FIGURES_UTILIZATION = [
