@@ -1,7 +1,9 @@
 """Rule ``measure``: the measures of one trained run. The spectrum of every layer's weight and,
 from two streaming passes over the training set, the statistics of every layer's input and
 backprop errors (:mod:`rankcollapse.statistics`), turned into measures by the formulas of
-:mod:`rankcollapse.measures`. On the CPU in float64 whatever the training device.
+:mod:`rankcollapse.measures`, and how much of each weight is still its initial matrix. On the
+CPU whatever the training device, accumulated in float64; forward passes in the precision of
+the saved weights.
 """
 
 from __future__ import annotations
