@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import DataError
-from .files import load_tensors, save_tensors
+from .files import load_tensors, save_tensors, weights_dtype
 
 MODEL, OPTIMIZER = "model.", "optimizer."
 BATCH_ORDER, GLOBAL_RNG = "rng.batch_order", "rng.torch"
@@ -120,7 +120,7 @@ def restore(saved: Saved, model: nn.Module, batch_order: torch.Generator) -> dic
     the optimiser of the phase the run resumes in.
     """
     weights = {k[len(MODEL) :]: v for k, v in saved.tensors.items() if k.startswith(MODEL)}
-    model.to(next(iter(weights.values())).dtype)  # the convergence phase may run in float64
+    model.to(weights_dtype(weights))
     model.load_state_dict(weights)
     batch_order.set_state(saved.tensors[BATCH_ORDER])
     torch.set_rng_state(saved.tensors[GLOBAL_RNG])

@@ -289,6 +289,11 @@ def load_features(path: Path | str, device: torch.device) -> Features:
     return to_features(load_tensors(path)[0], device)
 
 
+def weights_dtype(state: Tensors) -> torch.dtype:
+    """The precision weights were saved in (float64 after a float64 convergence phase)."""
+    return next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+
+
 def load_run(metadata: Path | str, weights: Path | str, data: Path | str, device: torch.device):
     """A trained run's metadata, its dataset as features, and its model on ``device``, both in
     the precision the weights were saved in (float64 after a float64 convergence phase, whose
@@ -298,7 +303,7 @@ def load_run(metadata: Path | str, weights: Path | str, data: Path | str, device
     features = load_features(data, device)
     model = build_model(meta["spec"]["model"], tuple(meta["in_shape"]), meta["classes"])
     state, tags = load_tensors(weights)
-    dtype = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    dtype = weights_dtype(state)
     model.to(dtype)
     features.train_x, features.test_x = features.train_x.to(dtype), features.test_x.to(dtype)
     if tags.get("config_hash") != meta["spec"]["config_hash"]:

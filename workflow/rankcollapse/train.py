@@ -37,6 +37,7 @@ class RunResult:
     reason: str = ""
     resumed_from: str = ""
     epochs: int = 0
+    decay_exponent: float = 0.0
     certificate: Certificate | None = None
 
 
@@ -207,7 +208,8 @@ def train_run(
     generator = seed_everything(spec["seed"], device)
     keep_freed_memory()
     model = initial_model(spec["model"], data.in_shape, data.classes, spec["seed"]).to(device)
-    result = RunResult(model, epochs=opt_cfg["epochs"])
+    decay = sgd.decay_exponent(spec["optimizer"], wd, steps_per_epoch, opt_cfg["epochs"])
+    result = RunResult(model, epochs=opt_cfg["epochs"], decay_exponent=decay)
     progress = {"sgd": 0, "convergence": 0}
     saved = None
     if checkpointing is not None:
@@ -269,12 +271,7 @@ def train(
         "reason": result.reason,
         "epochs_run": sum(row["phase"] == "sgd" for row in result.history),
         "epochs_planned": result.epochs,
-        "decay_exponent": sgd.decay_exponent(
-            spec["optimizer"],
-            spec["weight_decay"],
-            math.ceil(len(features.train_y) / spec["optimizer"]["batch_size"]),
-            result.epochs,
-        ),
+        "decay_exponent": result.decay_exponent,
         "certificate": result.certificate.as_dict(),
         "resumed_from": result.resumed_from,
         "train_seconds": sum(row["seconds"] for row in result.history),
