@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from factories import stats_of
@@ -124,6 +125,89 @@ def test_nc1_on_the_span_of_the_class_means_equals_the_full_formula(classes, dim
         centred.T @ centred / len(y), m.between_class_covariance(class_means, counts), classes
     )
     assert stats_of(z, y, classes, batch=64)["nc1"] == pytest.approx(full, rel=1e-9)
+
+
+def noisy_classes(means: np.ndarray, rows: int = 300, noise: float = 0.5, seed: int = 0):
+    """Rows z_i = μ_y(i) + noise, every class present; as float64 tensors z, y."""
+    rng = np.random.default_rng(seed)
+    k, dim = means.shape
+    y = np.concatenate([np.arange(k), rng.integers(0, k, rows - k)])
+    z = means[y] + noise * rng.standard_normal((rows, dim))
+    return torch.from_numpy(z), torch.from_numpy(y)
+
+
+def numpy_tcv_relative(z: np.ndarray, y: np.ndarray) -> float:
+    """Mean ‖z_i − μ_c(i)‖ over the RMS ‖z_i − μ_G‖, straight from the rows."""
+    class_means = {c: z[y == c].mean(0) for c in np.unique(y)}
+    within = np.linalg.norm(z - np.stack([class_means[c] for c in y]), axis=1)
+    total = np.linalg.norm(z - z.mean(0), axis=1)
+    return within.mean() / np.sqrt((total**2).mean())
+
+
+def numpy_means_rank(z: np.ndarray, y: np.ndarray) -> int:
+    """Rank of the centred class means, by numpy's SVD at the cut-off 10⁻³ σ_1."""
+    centred = np.stack([z[y == c].mean(0) for c in np.unique(y)]) - z.mean(0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    return int((s > 1e-3 * s[0]).sum())
+
+
+@pytest.mark.parametrize("noise", [0.1, 1.0, 10.0])
+def test_tcv_relative_matches_numpy_and_lies_in_the_unit_interval(noise):
+    rng = np.random.default_rng(1)
+    z, y = noisy_classes(3 * rng.standard_normal((4, 6)), noise=noise)
+    stats = stats_of(z, y, 4, batch=32)
+    expected = numpy_tcv_relative(z.numpy(), y.numpy())
+    assert stats["tcv_relative"] == pytest.approx(expected, rel=1e-10)
+    assert stats["tcv_relative"] == pytest.approx(
+        stats["tcv"] / math.sqrt(len(y) * stats["ss_total"]), rel=1e-12
+    )
+    assert 0 < stats["tcv_relative"] <= math.sqrt(stats["ss_ratio"]) <= 1
+
+
+def test_tcv_relative_is_free_of_scale_and_zero_when_collapsed():
+    rng = np.random.default_rng(2)
+    z, y = noisy_classes(rng.standard_normal((3, 5)))
+    base = stats_of(z, y, 3, batch=50)["tcv_relative"]
+    for scale in (1e-3, 7.0, 1e4):
+        assert stats_of(scale * z, y, 3, batch=50)["tcv_relative"] == pytest.approx(base, rel=1e-9)
+    # every row at its class mean: TCV = 0 while SS_total > 0
+    means = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert stats_of(means[labels], labels, 3)["tcv_relative"] == pytest.approx(0, abs=1e-12)
+    # all rows equal: SS_total = 0, undefined
+    assert math.isnan(stats_of(torch.ones(6, 2), labels, 3)["tcv_relative"])
+    assert math.isnan(m.tcv_relative(0.0, 0.0, 6))
+
+
+def test_means_rank_of_collinear_random_and_coincident_class_means():
+    rng = np.random.default_rng(3)
+    k, dim = 5, 12
+    direction = rng.standard_normal(dim)
+    on_a_line = np.outer(rng.standard_normal(k), direction) + rng.standard_normal(dim)
+    z, y = noisy_classes(on_a_line, rows=20 * k, noise=0.0)
+    assert stats_of(z, y, k, batch=16)["means_rank"] == numpy_means_rank(z.numpy(), y.numpy()) == 1
+    # random means in d > K: K − 1, the most centred means can span
+    z, y = noisy_classes(rng.standard_normal((k, dim)), rows=400, noise=0.5)
+    assert stats_of(z, y, k, batch=64)["means_rank"] == numpy_means_rank(z.numpy(), y.numpy())
+    assert stats_of(z, y, k, batch=64)["means_rank"] == k - 1
+    # four classes, two of them with the same mean: the centred means span 2 directions, not 3
+    means = rng.standard_normal((4, dim))
+    means[3] = means[2]
+    z, y = noisy_classes(means, rows=4 * 2000, noise=0.0)
+    assert stats_of(z, y, 4, batch=500)["means_rank"] == 2
+    # every class mean equal: M = 0
+    assert m.means_rank(torch.ones(3, 4, dtype=torch.float64), torch.ones(3)) == 0
+
+
+def test_means_rank_leaves_out_classes_without_rows():
+    means = torch.tensor(
+        [[1.0, 0.0, 0.0], [float("nan")] * 3, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        dtype=torch.float64,
+    )
+    counts = torch.tensor([2.0, 0.0, 3.0, 1.0], dtype=torch.float64)
+    assert m.means_rank(means, counts) == 2  # three present classes: K − 1 = 2
+    assert m.means_rank(means, torch.tensor([0.0, 0.0, 1.0, 0.0])) == 0
+    assert m.means_rank(means[:0], counts[:0]) == 0
 
 
 def test_between_class_span_drops_the_directions_the_means_do_not_reach():

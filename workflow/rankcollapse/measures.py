@@ -89,6 +89,14 @@ def ss_ratio(ss_within: float, ss_total: float) -> float:
     return ss_within / ss_total if ss_total > 0 else float("nan")
 
 
+def tcv_relative(tcv: float, ss_total: float, rows: float) -> float:
+    """Scale-free TCV: TCV / (N_rows · SS_total)^½, the mean within-class distance
+    ‖z_i − μ_c(i)‖ over the RMS distance ‖z_i − μ_G‖, N_rows the number of rows. In [0, 1]:
+    by Cauchy-Schwarz TCV ≤ (N_rows · SS_W)^½ ≤ (N_rows · SS_total)^½. NaN when SS_total = 0.
+    """
+    return tcv / math.sqrt(rows * ss_total) if ss_total > 0 else float("nan")
+
+
 def between_class_covariance(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Σ_B = (1/K) Σ_c (μ_c − μ_G)(μ_c − μ_G)ᵀ."""
     centred = class_means - global_mean(class_means, counts)
@@ -114,6 +122,19 @@ def cdnv(class_means: torch.Tensor, ss_per_class: torch.Tensor, counts: torch.Te
     return float(ratio[off].mean())
 
 
+def means_rank(class_means: torch.Tensor, counts: torch.Tensor, eps: float = 1e-3) -> int:
+    """Numerical rank of the K × d matrix M of centred class means, rows μ_c − μ_G over the
+    classes with rows (μ_G their count-weighted mean): #{j : σ_j(M) > ε σ_1(M)}, 0 if M = 0.
+    At most K − 1, since Σ_c n_c (μ_c − μ_G) = 0; fewer when the class means span fewer
+    directions (Súkeník et al. 2024), where NC1 rises.
+    """
+    present = counts > 0
+    means, n = class_means[present].double(), counts[present].double()
+    if not len(n):
+        return 0
+    return eps_rank(torch.linalg.svdvals(means - global_mean(means, n)), eps)
+
+
 def between_class_span(class_means: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis V (d × r) of the range of Σ_B: the right singular vectors of the
     centred class means μ_c − μ_G whose eigenvalue of Σ_B is above pinv's cut-off for the
@@ -128,9 +149,10 @@ def between_class_span(class_means: torch.Tensor, counts: torch.Tensor) -> torch
 
 
 def variability_summary(stats) -> dict[str, float]:
-    """TCV, SS_W, SS_total = SS_W + SS_B, SS_W/SS_total, NC1 and CDNV of the embeddings a
-    finished :class:`rankcollapse.statistics.EmbeddingStats` accumulated; NC1 from Σ_W and
-    Σ_B restricted to the range V of Σ_B (Vᵀ Σ_W V, Vᵀ Σ_B V).
+    """TCV, TCV/(N_rows · SS_total)^½, SS_W, SS_total = SS_W + SS_B, SS_W/SS_total, NC1, CDNV
+    and the numerical rank of the centred class means of the embeddings a finished
+    :class:`rankcollapse.statistics.EmbeddingStats` accumulated; NC1 from Σ_W and Σ_B
+    restricted to the range V of Σ_B (Vᵀ Σ_W V, Vᵀ Σ_B V).
     """
     means, counts, span = stats.means.cpu(), stats.counts.cpu(), stats.span.cpu()
     ss_w = float(stats.ss_per_class.sum())
@@ -139,11 +161,13 @@ def variability_summary(stats) -> dict[str, float]:
     between_cov = span.T @ between_class_covariance(means, counts) @ span
     return {
         "tcv": float(stats.tcv),
+        "tcv_relative": tcv_relative(float(stats.tcv), ss_t, float(counts.sum())),
         "ss_within": ss_w,
         "ss_total": ss_t,
         "ss_ratio": ss_ratio(ss_w, ss_t),
         "nc1": nc1(within_cov, between_cov, stats.classes),
         "cdnv": cdnv(means, stats.ss_per_class.cpu(), counts),
+        "means_rank": means_rank(means, counts),
     }
 
 
@@ -159,7 +183,8 @@ def spectral_summary(s: torch.Tensor, k: int, eps_list: list[float]) -> dict[str
         "effective_rank": effective_rank(s),
         "tail_K": tail,
         "rel_tail_K": tail / fro if fro > 0 else float("nan"),
-        # With biases whose gradient vanishes, Σ_c D_c = 0 and the low-rank part has rank ≤ K−1.
+        # Rank ≤ K−1 only where Σ_i δ_i = 0 (a bias whose loss gradient vanishes); with
+        # weight decay on the bias, λb = −(1/N) Σ_i δ_i and the bound is rank ≤ K.
         "tail_Km1": tail_norm(s, k - 1),
         "sigma_ratio_K": sigma_ratio(s, k),
     }
