@@ -1,12 +1,18 @@
-"""Rule utilize on small real trainings: consistent rows, ViT tokens as samples."""
+"""Rule utilize on small real trainings: consistent rows, ViT tokens as samples, the
+random-initialisation baseline.
+"""
+
+import copy
+import math
 
 import pytest
 import torch
-from factories import LOSS, run_spec, trained_mlp
+from factories import LOSS, clusters, run_spec, trained_mlp
 from rankcollapse.features import Features
 from rankcollapse.measure import measure_run
+from rankcollapse.models import initial_model
 from rankcollapse.train import train_run
-from rankcollapse.utilize import utilize_run
+from rankcollapse.utilize import INIT_COLUMNS, utilize_run
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +73,40 @@ def test_vit_layers_take_tokens_as_calibration_samples():
     layer_rows, _ = measure_run(model, data, [0.01], 25, 1e-3, LOSS)
     assert len(layer_rows) == 6
     assert all(r["bound_holds"] for r in layer_rows)
+
+
+def test_the_baseline_of_an_untrained_network_is_its_own_utilization(trained):
+    model, data = trained
+    energies = [0.5, 0.9, 0.99, 1.0]
+    rows, _ = utilize_run(model, data, energies, 10_000, 50, LOSS, copy.deepcopy(model))
+    for row in rows:
+        assert row["init_utilization"] == row["utilization"]
+        assert row["init_svd_utilization"] == row["svd_utilization"]
+        assert row["init_k_S_fraction"] == row["k_S_fraction"]
+        assert row["init_k_T_fraction"] == row["k_T_fraction"]
+    # without an initial network, the baseline columns are there and NaN
+    rows, _ = utilize_run(model, data, [0.9], 10_000, 50, LOSS)
+    assert all(math.isnan(row[c]) for row in rows for c in INIT_COLUMNS)
+    assert all(row["test_samples"] == len(data.test_y) for row in rows)
+
+
+def test_the_baseline_regenerates_the_runs_initial_weights_from_its_seed():
+    data = clusters(n=120, classes=3, dim=12)
+    spec = {**run_spec(wd=1e-3, epochs=0, width=24, seed=3), "study": "t"}
+    untrained = train_run(spec, data, torch.device("cpu"), log=lambda _: None).model
+    initial = initial_model(spec["model"], data.in_shape, data.classes, spec["seed"])
+    rows, _ = utilize_run(untrained, data, [0.9, 0.99], 10_000, 50, LOSS, initial)
+    for row in rows:
+        assert row["init_utilization"] == row["utilization"]
+        assert row["init_svd_utilization"] == row["svd_utilization"]
+    # a trained run: the baseline is finite, a fraction, and the first layer's input subspace
+    # (the data's, the same calibration samples) is the trained network's
+    trained_spec = {**spec, "epochs": 10}
+    trained_spec["optimizer"] = {**spec["optimizer"], "epochs": 10}
+    model = train_run(trained_spec, data, torch.device("cpu"), log=lambda _: None).model
+    rows, _ = utilize_run(model, data, [0.9, 0.99], 10_000, 50, LOSS, initial)
+    for row in rows:
+        for column in INIT_COLUMNS:
+            assert math.isfinite(row[column]) and 0 <= row[column] <= 1
+        if row["layer"] == "layer1":
+            assert row["init_k_S_fraction"] == row["k_S_fraction"]
