@@ -299,11 +299,6 @@ def semantic_problems(config: dict) -> list[str]:
                 f"is not a rank column; allowed: {', '.join(allowed)}"
             )
     problems += utilization_problems(config)
-    low, high = config["claims"]["slope_range"]
-    if low >= high:
-        problems.append(
-            f"config key 'claims.slope_range': [{low}, {high}] is empty; give [low, high]"
-        )
     return problems
 
 

@@ -1,6 +1,6 @@
-"""Rule ``claims``: the verdict on claims C1-C5 of the rank-collapse paper
-(:mod:`.rank_collapse`) and U1-U5 of the utilization paper (:mod:`.utilization`) from the
-study tables, written as markdown and JSON (:mod:`.report`). Definitions: docs/science.md.
+"""Rule ``claims``: the verdict on claims C1-C5 and P of the rank-collapse paper
+(:mod:`.rank_collapse`) and U1-U6 of the utilization paper (:mod:`.utilization`) from the
+study tables, written as markdown and JSON (:mod:`.report`). Definitions: docs/science.md §7.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def evaluate_claims(
     thresholds: dict,
     utilization_table: pd.DataFrame | None = None,
     compression_table: pd.DataFrame | None = None,
-) -> list[dict]:
-    """C1..C5 in order, then U1..U5 when a utilization table is given; JSON-ready (NaN →
-    None), each listing the runs left out.
+) -> dict:
+    """The report's content, JSON-ready (NaN → None): ``claims`` (C1..P in order, then the
+    paper-B claims when a utilization table is given, each listing the runs left out),
+    ``findings`` (no verdict) and ``not_counted`` (finished runs paper A's claims skip).
     """
     records = [claim(table, thresholds) for claim in rank_collapse.CLAIMS]
     if utilization_table is not None:
@@ -45,7 +46,13 @@ def evaluate_claims(
     left_out = left_out_runs(table)
     for record in records:
         record.left_out = list(left_out)
-    return [plain(record) for record in records]
+    return plain(
+        {
+            "claims": records,
+            "findings": rank_collapse.findings(table, thresholds),
+            "not_counted": rank_collapse.not_counted_runs(table, thresholds["min_train_acc"]),
+        }
+    )
 
 
 def claims(
@@ -58,11 +65,11 @@ def claims(
     log: Callable[[str], None] = print,
 ) -> None:
     """Decide every claim from the studies' tables and write the report."""
-    records = evaluate_claims(
+    content = evaluate_claims(
         files.read_tables(tables),
         thresholds,
         files.read_tables(utilization_tables) if utilization_tables else None,
         files.read_tables(compression_tables) if compression_tables else None,
     )
-    write_report(records, thresholds, markdown, json_path)
+    write_report(content, thresholds, markdown, json_path)
     log(Path(markdown).read_text())

@@ -1,21 +1,24 @@
-"""Claims C1-C5 of the rank-collapse paper, decided from the tidy layer table (one row per
-run × layer).
+"""Claims C1-C5 and P of the rank-collapse paper, and the neural-collapse findings beside
+them, decided from the tidy layer table (one row per run × layer) by the pre-registered rules
+of docs/science.md §7.
 
-Each claim gives a statistic with its numbers, a verdict and the rows it rests on. Only
-finished runs count; the others are listed as left out. A layer is *hidden* when
-min(d_in, d_out) > K: only such a layer can have rank above K, so the output layer and any
-layer of width ≤ K are listed as not applicable, never as a pass or a fail.
+The theorem speaks about stationary points, so every claim but the implementation check C3(a)
+counts only *counted runs* (:func:`.statistics.counted_runs`: finished, λ > 0, certified
+stationary, training accuracy ≥ ``min_train_acc``); the others are listed as not counted. A
+layer is *hidden* when min(d_in, d_out) > K; only such a layer can have rank above K. Layer 1's
+input is the raw data, which λ cannot change, so in the trends in λ (C1, C4) it is a *control*:
+computed and shown, never scored.
 
 Thresholds come from the config's ``claims`` section (defaults in the schema), fixed before
 the runs and never tuned:
 
-- ``rank_measure``: rank column whose fall with λ (C1) and growth with the data's spread (C5)
-  is tested.
-- ``variability_measure``: variability column tested by C2; scale-free by default (ss_ratio),
-  because weight decay shrinks the embeddings and TCV would fall from scale alone.
-- ``slope_range``: C3, range the log-log slope of tail_K against TCV/λ must fall in.
-- ``min_train_acc``: C4, mean training accuracy a λ needs to count as "still trains".
-- ``max_rel_tail``: C4, largest tail_K/‖W‖_F of a hidden layer counted as near rank K.
+- ``alpha``: one-sided significance level of every trend test.
+- ``distance_measures``: the scale-free distances to rank K (C1, C5, P).
+- ``rank_measure``: a rank column reported beside C1 and C5 for information.
+- ``variability_measure``: the input variability of C2 and P.
+- ``min_train_acc``: the training accuracy a run needs to count, and a λ's runs on average
+  to "still train" (C4).
+- ``max_rel_tail``: C4, the largest mean tail_K/‖W‖_F counted as near rank K.
 """
 
 from __future__ import annotations
@@ -28,187 +31,193 @@ import pandas as pd
 from .report import fmt
 from .statistics import (
     MIN_LAMBDAS,
-    MIN_POINTS,
     RUN_KEYS,
     bound_slope_rows,
+    counted_runs,
     finished,
     hidden,
-    log_log_slope,
-    spearman,
+    is_certified,
+    log_log_fit,
+    median_interval,
+    t_interval,
+    trend,
 )
-from .verdicts import Check, Claim, Outcome, Verdict, passes, sign_check, tally, verdict_of
+from .verdicts import (
+    Check,
+    Claim,
+    Kind,
+    Outcome,
+    Verdict,
+    against_line,
+    headline,
+    tally,
+    trend_check,
+    verdict_of,
+)
 
 LAYER_KEYS = ["study", "dataset", "layer_index", "layer"]
-NOT_APPLICABLE = "not applicable: min(d_in, d_out) ≤ K"
+CONTROL = "control: layer 1's input is the raw data, which λ cannot change"
+NOT_A_SWEEP = "not applicable: the study has fewer than 3 values of λ > 0"
+
+
+def sweeps(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the (study, dataset) pairs whose finished runs span ≥ MIN_LAMBDAS λ > 0."""
+    positive = rows["weight_decay"].where(rows["weight_decay"] > 0)
+    n_lambdas = positive.groupby([rows["study"], rows["dataset"]]).transform("nunique")
+    return rows[n_lambdas >= MIN_LAMBDAS]
+
+
+def trend_row(
+    group: pd.DataFrame, x: str, y: str, want: str, alpha: float, min_x: int, **keys
+) -> dict:
+    """One detail row: the trend of ``y`` on ``x`` within seeds over ``group``'s rows, judged
+    by :func:`.verdicts.trend_check`; inconclusive when the rows hold fewer than ``min_x``
+    distinct x values (too few counted runs).
+    """
+    tr = trend(group[x], group[y], group["seed"])
+    n_x = int(group[x].nunique())
+    if n_x < min_x:
+        result = Check(Outcome.TOO_FEW, f"too few points: counted runs at {n_x} {x} value(s)")
+    else:
+        result = trend_check(tr, want, alpha, f"ρ̄({x}, {y})")
+    return {
+        **keys,
+        "measure": y,
+        "runs": len(group[RUN_KEYS].drop_duplicates()),
+        "n": tr.n,
+        "value": tr.rho,
+        "low": tr.low,
+        "high": tr.high,
+        "p": tr.p(want),
+        "result": result,
+    }
+
+
+def relabel(row: dict, outcome: Outcome, note: str) -> dict:
+    """``row`` shown, not scored: a control or an information-only trend."""
+    return {**row, "result": Check(outcome, note)}
+
+
+def summary(details: list[dict], want: str, what: str, unit: str = "groups") -> tuple:
+    """(statistic text, headline row) of a claim's counted details."""
+    results = [d["result"] for d in details]
+    top = headline(details, want)
+    text = tally(results, unit)
+    if top is not None:
+        where = " ".join(
+            str(top[k]) for k in ("study", "dataset", "layer") if top.get(k) is not None
+        )
+        if top.get("weight_decay") is not None:
+            where += f" λ={top['weight_decay']:g}"
+        text += (
+            f"; deciding: {what} = {fmt(top['value'])} [{fmt(top['low'])}, {fmt(top['high'])}]"
+            f" ({where}, {top.get('measure', '')}, n={top.get('n')})"
+        )
+    return text, top
+
+
+def claim_record(
+    claim_id, statement, rule, details, want, what, line, runs, kind=Kind.EVIDENCE
+) -> Claim:
+    """A claim decided by :func:`.verdicts.verdict_of` over ``details``, headed by its
+    deciding row.
+    """
+    text, top = summary(details, want, what)
+    return Claim(
+        claim_id,
+        statement,
+        rule,
+        verdict_of([d["result"] for d in details]),
+        f"{text}; {runs} counted runs",
+        details,
+        kind=kind,
+        n=runs,
+        value=None if top is None else top["value"],
+        low=None if top is None else top["low"],
+        high=None if top is None else top["high"],
+        line=line,
+        measure=what,
+    )
 
 
 def run_count(rows: pd.DataFrame) -> int:
-    """Number of distinct runs among ``rows``."""
     return len(rows[RUN_KEYS].drop_duplicates())
-
-
-def worst(details: list[dict], key: str, largest: bool) -> dict | None:
-    """The counted detail row with the largest (or smallest) finite ``key``."""
-    rows = [d for d in details if d.get("counted") and d.get(key) is not None]
-    rows = [d for d in rows if math.isfinite(d[key])]
-    if not rows:
-        return None
-    return (max if largest else min)(rows, key=lambda d: d[key])
-
-
-# ---------------------------------------------------------------- trends in λ (C1, C2)
-
-
-def trend_in_lambda(
-    rows: pd.DataFrame, measures: list[str], counted_measures: list[str], want: str
-) -> list[dict]:
-    """Per (study, dataset, layer) and measure: Spearman ρ between λ and the measure over the
-    finished runs, seeds pooled; a group counts when it has ≥ 3 distinct λ values and the
-    measure is one of ``counted_measures``.
-    """
-    details = []
-    for (study, dataset, _, layer), group in rows.groupby(LAYER_KEYS, sort=True):
-        n_lambdas = group["weight_decay"].nunique()
-        for measure in measures:
-            rho = spearman(group["weight_decay"], group[measure])
-            enough = n_lambdas >= MIN_LAMBDAS
-            counted = enough and measure in counted_measures
-            if not enough:
-                result = Check(
-                    Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
-                )
-            elif measure not in counted_measures:
-                result = Check(Outcome.INFORMATION, "information only")
-            else:
-                result = sign_check(rho, want)
-            details.append(
-                {
-                    "study": study,
-                    "dataset": dataset,
-                    "layer": layer,
-                    "measure": measure,
-                    "n": int(group[measure].notna().sum()),
-                    "n_lambdas": int(n_lambdas),
-                    "rho": rho,
-                    "counted": bool(counted),
-                    "result": result,
-                }
-            )
-    return details
-
-
-def not_applicable_layers(rows: pd.DataFrame, reason: str) -> list[dict]:
-    """One listing per (study, dataset, layer) a claim does not apply to."""
-    layers = rows[LAYER_KEYS].drop_duplicates().sort_values(LAYER_KEYS)
-    return [
-        {
-            "study": r.study,
-            "dataset": r.dataset,
-            "layer": r.layer,
-            "measure": "—",
-            "n": None,
-            "n_lambdas": None,
-            "rho": None,
-            "counted": False,
-            "result": Check(Outcome.NOT_APPLICABLE, reason),
-        }
-        for r in layers.itertuples()
-    ]
-
-
-def trend_statistic(details: list[dict], measures: str, want: str) -> str:
-    """Tally of the counted groups' ρ and the one farthest from the expected sign."""
-    results = [d["result"] for d in details if d["counted"]]
-    if not results:
-        return f"no (study, dataset, layer) group with ≥ {MIN_LAMBDAS} λ values"
-    text = tally(results, f"ρ(λ, {measures}) {want}")
-    extreme = worst(details, "rho", largest=want == "< 0")
-    if extreme is not None:
-        text += (
-            f"; {'largest' if want == '< 0' else 'smallest'} ρ = {fmt(extreme['rho'])} "
-            f"({extreme['study']}/{extreme['dataset']} {extreme['layer']} "
-            f"{extreme['measure']}, n={extreme['n']})"
-        )
-    constant = sum(d["counted"] and not math.isfinite(d["rho"]) for d in details)
-    if constant:
-        text += f"; {constant} constant"
-    return text
 
 
 # ---------------------------------------------------------------- the claims
 
 
 def claim_c1(table: pd.DataFrame, thresholds: dict) -> Claim:
-    """C1: Spearman ρ(λ, rank) < 0 and ρ(λ, tail_K) < 0 for every hidden layer."""
-    rank = thresholds["rank_measure"]
-    rows = finished(table)
-    is_hidden = hidden(rows)
-    measures = [rank, "tail_K"]
-    details = trend_in_lambda(rows[is_hidden], measures, measures, "< 0")
-    details += not_applicable_layers(rows[~is_hidden], NOT_APPLICABLE)
-    verdict = verdict_of([d["result"] for d in details])
-    statistic = trend_statistic(details, f"{rank} or tail_K", "< 0")
-    statistic += f"; {run_count(rows)} finished runs"
-    return Claim(
+    """C1: within seeds, each hidden layer's scale-free distance to rank K falls with λ."""
+    alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
+    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
+    rows = rows[hidden(rows)]
+    details = []
+    for (study, dataset, index, layer), group in rows.groupby(LAYER_KEYS, sort=True):
+        keys = {"study": study, "dataset": dataset, "layer": layer}
+        for measure in [*measures, thresholds["rank_measure"]]:
+            row = trend_row(group, "weight_decay", measure, "<", alpha, MIN_LAMBDAS, **keys)
+            if index == 1:
+                row = relabel(row, Outcome.CONTROL, CONTROL)
+            elif measure not in measures:
+                row = relabel(row, Outcome.INFORMATION, "information only")
+            details.append(row)
+    return claim_record(
         "C1",
-        f"Every hidden layer's rank ({rank}) and its distance tail_K to the rank-K matrices "
-        "fall as the weight decay λ grows.",
-        verdict,
-        statistic,
+        "A hidden layer's distance to the matrices of rank K falls as the weight decay λ grows "
+        f"({' and '.join(measures)}, scale-free), at stationary points.",
+        f"Per (study, dataset, hidden layer ≥ 2) of a λ sweep, over counted runs: the mean over "
+        f"seeds of Spearman ρ(λ, measure) for each of {', '.join(measures)}; pass if the "
+        f"stratified permutation p (ρ < 0) ≤ α = {alpha:g} and the seeds' 95% interval lies "
+        "below 0, fail if the same holds above 0, else inconclusive (also with counted runs at "
+        f"fewer than {MIN_LAMBDAS} λ). Layer 1 is a control; {thresholds['rank_measure']} is "
+        "information only.",
         details,
+        "<",
+        "mean ρ(λ, distance)",
+        0.0,
+        run_count(rows),
     )
 
 
 def claim_c2(table: pd.DataFrame, thresholds: dict) -> Claim:
-    """C2: Spearman ρ(λ, variability of the layer's input) < 0 for every layer ≥ 2."""
-    variability = thresholds["variability_measure"]
-    rows = finished(table)
-    # Layer 1's input is the raw data, which λ cannot change.
-    embedded = rows["layer_index"] >= 2
-    measures = [variability] if variability == "tcv" else [variability, "tcv"]
-    details = trend_in_lambda(rows[embedded], measures, [variability], "< 0")
-    details += not_applicable_layers(rows[~embedded], "not applicable: input is the raw data")
-    verdict = verdict_of([d["result"] for d in details])
-    statistic = trend_statistic(details, variability, "< 0")
-    if variability != "tcv":
-        tcv_rhos = [d for d in details if d["measure"] == "tcv" and d["n_lambdas"] >= MIN_LAMBDAS]
-        falling = sum(d["rho"] < 0 for d in tcv_rhos)
-        statistic += f"; for information ρ(λ, tcv) < 0 in {falling} of {len(tcv_rhos)} groups"
-    return Claim(
+    """C2: the within-class variability of hidden embeddings falls with λ."""
+    alpha, measure = thresholds["alpha"], thresholds["variability_measure"]
+    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
+    rows = rows[rows["layer_index"] >= 2]
+    informative = [m for m in ("tcv", "nc1", "cdnv") if m != measure and m in rows]
+    details = []
+    for (study, dataset, _, layer), group in rows.groupby(LAYER_KEYS, sort=True):
+        keys = {"study": study, "dataset": dataset, "layer": layer}
+        for column in [measure, *informative]:
+            row = trend_row(group, "weight_decay", column, "<", alpha, MIN_LAMBDAS, **keys)
+            if column != measure:
+                row = relabel(row, Outcome.INFORMATION, "information only")
+            details.append(row)
+    return claim_record(
         "C2",
-        f"The within-class variability ({variability}) of the hidden embeddings (the inputs of "
-        "layers 2..L) falls as λ grows. The measure is scale-free because weight decay shrinks "
-        "the embeddings' scale, so TCV would fall for that reason alone; TCV's ρ is reported "
-        "for information only.",
-        verdict,
-        statistic,
+        f"The within-class variability ({measure}, scale-free) of the hidden embeddings, the "
+        "inputs of layers 2..L, falls as λ grows. TCV would fall from the shrinking scale "
+        "alone, and NC1 can rise when the class means collapse onto fewer directions; both are "
+        "information only.",
+        f"Per (study, dataset, layer ≥ 2) of a λ sweep, over counted runs: mean over seeds of "
+        f"Spearman ρ(λ, {measure}); pass/fail/inconclusive as C1 (α = {alpha:g}).",
         details,
+        "<",
+        f"mean ρ(λ, {measure})",
+        0.0,
+        run_count(rows),
     )
 
 
-def bound_checks(rows: pd.DataFrame) -> pd.Series:
-    """bound_holds of the rows with λ > 0 as True/False, None where it was not evaluated."""
-    values = rows.loc[rows["weight_decay"] > 0, "bound_holds"]
-    return values.map(lambda v: None if pd.isna(v) else bool(v)).astype(object)
-
-
-def bound_part(rows: pd.DataFrame) -> tuple[Verdict, str, list[dict]]:
-    """C3(a): counts of bound checks tail_K ≤ ||E||_F/(Nλ) + ||R||_F/λ and their violations."""
-    checks = bound_checks(rows)
-    checked = checks.notna()
-    violated = checks.map(lambda v: v is False).astype(bool)
-    n_checks, n_violations = int(checked.sum()), int(violated.sum())
-    unchecked = int((~checked).sum())
-    if n_checks == 0:
-        verdict = Verdict.NOT_RUN
-    else:
-        verdict = Verdict.HOLDS if n_violations == 0 else Verdict.DOES_NOT_HOLD
-    text = f"(a) {n_checks} checks, {n_violations} violations"
-    if unchecked:
-        text += f", {unchecked} rows with λ > 0 not evaluated"
+def claim_c3a(table: pd.DataFrame, thresholds: dict) -> Claim:
+    """C3(a), a check of the implementation: tail_K ≤ ‖E‖_F/(Nλ) + ‖R‖_F/λ on every row."""
+    rows = finished(table)
+    rows = rows[rows["weight_decay"] > 0]
+    checked = rows[rows["bound_holds"].notna()]
+    violated = checked[~checked["bound_holds"].astype(bool)]
     details = [
         {
-            "part": "a",
             "study": r.study,
             "dataset": r.dataset,
             "weight_decay": r.weight_decay,
@@ -216,85 +225,85 @@ def bound_part(rows: pd.DataFrame) -> tuple[Verdict, str, list[dict]]:
             "layer": r.layer,
             "tail_K": r.tail_K,
             "bound": r.bound,
-            "result": Check(Outcome.FAIL, "violation"),
+            "result": Check(Outcome.FAIL, "violation: a bug in the measure step"),
         }
-        for r in rows.loc[violated.index[violated]].itertuples()
+        for r in violated.itertuples()
     ]
-    return verdict, text, details
+    if len(checked) == 0:
+        verdict = Verdict.NOT_RUN
+    else:
+        verdict = Verdict.DOES_NOT_HOLD if len(violated) else Verdict.HOLDS
+    statistic = (
+        f"{len(checked)} rows checked (all finished runs, λ > 0), {len(violated)} violations"
+    )
+    if len(rows) > len(checked):
+        statistic += f", {len(rows) - len(checked)} rows not evaluated"
+    return Claim(
+        "C3a",
+        "The bound tail_K(W) ≤ ‖E‖_F/(Nλ) + ‖R‖_F/λ holds on every layer of every run with "
+        "λ > 0. With E and R computed as they are it is an identity plus Eckart-Young: a check "
+        "of the code's arithmetic, not evidence for the paper.",
+        "Every finished row with λ > 0 and an evaluated bound satisfies it within round-off; "
+        "holds iff no violation.",
+        verdict,
+        statistic,
+        details,
+        kind=Kind.CHECK,
+        n=run_count(checked),
+        value=float(len(violated)),
+        low=None,
+        high=None,
+        line=0.0,
+        measure="violations",
+    )
 
 
-def slope_part(rows: pd.DataFrame, slope_range: list[float]) -> tuple[Verdict, str, list[dict]]:
-    """C3(b): per (study, dataset), least-squares slope of log tail_K on log(TCV/λ) over the
-    hidden layers' rows with λ > 0 and tail_K > 0; each must lie in ``slope_range``. A group
-    counts when it has ≥ 3 points and ≥ 3 distinct λ > 0: the claim is about the trend in λ,
-    which the layers of a single λ do not show.
-    """
-    low, high = slope_range
-    usable = bound_slope_rows(rows)
+def claim_c3b(table: pd.DataFrame, thresholds: dict) -> Claim:
+    """C3(b): at certified stationary points the bound says something: bound < ‖W‖_F."""
+    rows = bound_slope_rows(counted_runs(table, thresholds["min_train_acc"]))
     details = []
-    for (study, dataset), group in usable.groupby(["study", "dataset"], sort=True):
-        slope = log_log_slope(group["tcv_over_wd"], group["tail_K"])
-        n = int((np.isfinite(group["tcv_over_wd"]) & (group["tcv_over_wd"] > 0)).sum())
-        n_lambdas = int(group["weight_decay"].nunique())
-        counted = n >= MIN_POINTS and n_lambdas >= MIN_LAMBDAS
-        if n < MIN_POINTS:
-            result = Check(Outcome.NOT_COUNTED, f"not counted: {n} points < {MIN_POINTS}")
-        elif not counted:
-            result = Check(
-                Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values > 0 < {MIN_LAMBDAS}"
-            )
-        elif not math.isfinite(slope):
-            result = Check(Outcome.FAIL, "fails: TCV/λ constant (slope undefined)")
-        else:
-            result = passes(
-                low <= slope <= high,
-                f"slope in [{low:g}, {high:g}]",
-                f"fails: slope outside [{low:g}, {high:g}]",
-            )
+    for (study, dataset), group in rows.groupby(["study", "dataset"], sort=True):
+        ratio = group["bound"] / group["frobenius_norm"]
+        runs = group[RUN_KEYS].astype(str).agg("/".join, axis=1)
+        median, low, high = median_interval(ratio, runs)
+        on_e = log_log_fit(group["bound_e"], group["tail_K"])
+        on_tcv = log_log_fit(group["tcv_over_wd"], group["tail_K"])
         details.append(
             {
-                "part": "b",
                 "study": study,
                 "dataset": dataset,
-                "slope": slope,
-                "n": n,
-                "counted": counted,
-                "result": result,
+                "runs": group[RUN_KEYS].drop_duplicates().shape[0],
+                "n": len(group),
+                "value": median,
+                "low": low,
+                "high": high,
+                "below_norm": float((ratio < 1).mean()),
+                "e_share": float((group["bound_e"] / group["bound"]).median()),
+                "slope_on_e": on_e.slope,
+                "slope_on_e_interval": f"[{fmt(on_e.low)}, {fmt(on_e.high)}]",
+                "slope_on_tcv": on_tcv.slope,
+                "slope_on_tcv_interval": f"[{fmt(on_tcv.low)}, {fmt(on_tcv.high)}]",
+                "result": (
+                    against_line(median, low, high, 1.0, "<", "median bound/‖W‖_F")
+                    if math.isfinite(low)
+                    else Check(Outcome.TOO_FEW, "too few points: fewer than 3 counted runs")
+                ),
             }
         )
-    verdict = verdict_of([d["result"] for d in details])
-    slopes = ", ".join(
-        f"{d['study']}/{d['dataset']} {fmt(d['slope'])} (n={d['n']})"
-        for d in details
-        if d["counted"]
-    )
-    text = f"(b) slopes of log tail_K on log(TCV/λ): {slopes or 'none computable'}"
-    return verdict, text, details
-
-
-def both_parts(verdict_a: Verdict, verdict_b: Verdict) -> Verdict:
-    """C3 holds iff both parts hold; one failing part fails it; otherwise it is not run."""
-    if Verdict.DOES_NOT_HOLD in (verdict_a, verdict_b):
-        return Verdict.DOES_NOT_HOLD
-    return Verdict.HOLDS if verdict_a == verdict_b == Verdict.HOLDS else Verdict.NOT_RUN
-
-
-def claim_c3(table: pd.DataFrame, thresholds: dict) -> Claim:
-    """C3: (a) the bound holds on every layer of every run with λ > 0; (b) the log-log slope
-    of tail_K against TCV/λ lies in slope_range for every (study, dataset).
-    """
-    rows = finished(table)
-    low, high = thresholds["slope_range"]
-    verdict_a, text_a, details_a = bound_part(rows)
-    verdict_b, text_b, details_b = slope_part(rows, [low, high])
-    statistic = f"{text_a} → {verdict_a}; {text_b} → {verdict_b}"
-    return Claim(
-        "C3",
-        "(a) The bound tail_K(W) ≤ ||E||_F/(Nλ) + ||R||_F/λ holds on every layer of every run "
-        f"with λ > 0; (b) tail_K tracks TCV/λ: the log-log slope lies in [{low:g}, {high:g}].",
-        both_parts(verdict_a, verdict_b),
-        statistic,
-        details_a + details_b,
+    return claim_record(
+        "C3b",
+        "At certified stationary points the bound is informative: ‖E‖_F/(Nλ) + ‖R‖_F/λ is "
+        "below the trivial bound tail_K ≤ ‖W‖_F. Reported beside it: the share of rows below "
+        "‖W‖_F, the E term's share of the bound, and the slopes of log tail_K on "
+        "log(‖E‖_F/(Nλ)) and on log(TCV/λ) with 95% intervals (information).",
+        "Per (study, dataset), over the hidden layers of counted runs: the median of "
+        "bound/‖W‖_F with a 95% bootstrap interval resampling runs; pass if the interval lies "
+        "below 1, fail if above 1, else inconclusive (also with fewer than 3 runs).",
+        details,
+        "<",
+        "median bound/‖W‖_F",
+        1.0,
+        run_count(rows),
     )
 
 
@@ -309,97 +318,66 @@ def largest_training_lambda(rows: pd.DataFrame, min_train_acc: float) -> float:
 
 
 def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
-    """C4: at λ*, the largest λ that still trains, every hidden layer's mean rel_tail_K is at
-    most max_rel_tail. Only (study, dataset) sweeps of ≥ 3 λ values count: with fewer, the one
-    λ > 0 is not "the largest that still trains" in any useful sense.
-    """
-    rank, min_acc = thresholds["rank_measure"], thresholds["min_train_acc"]
-    max_tail = thresholds["max_rel_tail"]
-    rows = finished(table)
-    details = []
-    for (study, dataset), group in rows.groupby(["study", "dataset"], sort=True):
-        n_lambdas = int(group["weight_decay"].nunique())
-        if n_lambdas < MIN_LAMBDAS:
-            details.append(
-                {
-                    "study": study,
-                    "dataset": dataset,
-                    "counted": False,
-                    "result": Check(
-                        Outcome.NOT_COUNTED, f"not counted: {n_lambdas} λ values < {MIN_LAMBDAS}"
-                    ),
-                }
-            )
-            continue
+    """C4: at λ*, the largest λ that still trains, hidden layers are near rank K."""
+    min_acc, max_tail = thresholds["min_train_acc"], thresholds["max_rel_tail"]
+    all_rows = sweeps(finished(table))
+    counted = counted_runs(all_rows, min_acc)
+    details, runs = [], 0
+    for (study, dataset), group in all_rows.groupby(["study", "dataset"], sort=True):
+        keys = {"study": study, "dataset": dataset}
         lambda_star = largest_training_lambda(group, min_acc)
-        if not math.isfinite(lambda_star):
-            details.append(
-                {
-                    "study": study,
-                    "dataset": dataset,
-                    "counted": False,
-                    "result": Check(
-                        Outcome.NOT_COUNTED,
-                        f"not counted: no λ > 0 reaches mean train_acc ≥ {min_acc:g}",
-                    ),
-                }
-            )
-            continue
-        at_star = group[group["weight_decay"] == lambda_star]
-        mean_acc = at_star.groupby("seed")["train_acc"].first().mean()
-        is_hidden = hidden(at_star)
-        for (_, layer), layer_rows in at_star.groupby(["layer_index", "layer"]):
-            rel_tail = float(layer_rows["rel_tail_K"].mean())
-            applicable = bool(is_hidden[layer_rows.index].all())
-            if not applicable:
-                result = Check(Outcome.NOT_APPLICABLE, NOT_APPLICABLE)
-            else:
-                result = passes(
-                    rel_tail <= max_tail,
-                    f"rel_tail_K ≤ {max_tail:g}",
-                    f"fails: rel_tail_K > {max_tail:g} or undefined",
+        grid_end = float(group["weight_decay"].max())
+        at_star = counted[
+            (counted["study"] == study)
+            & (counted["dataset"] == dataset)
+            & (counted["weight_decay"] == lambda_star)
+        ]
+        runs += run_count(at_star)
+        layers = group.loc[hidden(group), ["layer_index", "layer"]].drop_duplicates()
+        for index, layer in layers.sort_values("layer_index").itertuples(index=False):
+            values = at_star.loc[at_star["layer"] == layer, "rel_tail_K"]
+            mean, low, high = t_interval(values)
+            row = {
+                **keys,
+                "layer": layer,
+                "weight_decay": lambda_star,
+                "measure": "rel_tail_K",
+                "runs": int(values.notna().sum()),
+                "n": int(values.notna().sum()),
+                "value": mean,
+                "low": low,
+                "high": high,
+            }
+            if not math.isfinite(lambda_star):
+                result = Check(Outcome.INCONCLUSIVE, f"inconclusive: no λ > 0 reaches {min_acc:g}")
+            elif lambda_star == grid_end:
+                result = Check(
+                    Outcome.INCONCLUSIVE,
+                    "inconclusive: λ* is the grid's largest λ, so the largest λ that trains "
+                    "was not found",
                 )
-            details.append(
-                {
-                    "study": study,
-                    "dataset": dataset,
-                    "lambda_star": lambda_star,
-                    "train_acc": float(mean_acc),
-                    "layer": layer,
-                    "rel_tail_K": rel_tail,
-                    "rank": float(layer_rows[rank].mean()),
-                    "K": int(layer_rows["classes"].iloc[0]),
-                    "seeds": int(layer_rows["seed"].nunique()),
-                    "counted": applicable,
-                    "result": result,
-                }
-            )
-    results = [d["result"] for d in details]
-    stars = sorted(
-        {(d["study"], d["dataset"], d["lambda_star"]) for d in details if "lambda_star" in d}
-    )
-    if stars:
-        statistic = (
-            tally(results, f"mean rel_tail_K ≤ {max_tail:g} at λ*")
-            + "; λ* = "
-            + (", ".join(f"{s}/{d} {lam:g}" for s, d, lam in stars))
-        )
-        extreme = worst(details, "rel_tail_K", largest=True)
-        if extreme is not None:
-            statistic += (
-                f"; largest rel_tail_K = {fmt(extreme['rel_tail_K'])} "
-                f"({extreme['study']}/{extreme['dataset']} {extreme['layer']}, "
-                f"{rank} {fmt(extreme['rank'])} vs K={extreme['K']})"
-            )
-    else:
-        statistic = f"no λ > 0 reaches mean train_acc ≥ {min_acc:g}"
-    return Claim(
+            elif len(values.dropna()) < 2:
+                result = Check(Outcome.TOO_FEW, "too few points: fewer than 2 counted runs at λ*")
+            else:
+                result = against_line(mean, low, high, max_tail, "<", "mean rel_tail_K")
+            if index == 1:
+                result = Check(Outcome.CONTROL, CONTROL)
+            details.append({**row, "result": result})
+    return claim_record(
         "C4",
-        f"At the largest λ that still trains (mean train_acc ≥ {min_acc:g}), every hidden "
-        f"layer is within a small tail of rank K (mean tail_K/||W||_F ≤ {max_tail:g}).",
-        verdict_of(results),
-        statistic,
+        "At the largest λ that still trains (λ*: mean train accuracy ≥ "
+        f"{min_acc:g}), every hidden layer is within a small tail of rank K "
+        f"(mean tail_K/‖W‖_F ≤ {max_tail:g}).",
+        "Per (study, dataset) λ sweep: λ* from all finished runs; per hidden layer ≥ 2, the "
+        "mean of rel_tail_K over the counted runs at λ* with its 95% t-interval over seeds; "
+        f"pass if the interval lies below {max_tail:g}, fail if above, else inconclusive "
+        "(also when fewer than 2 counted runs are at λ*, or λ* is the grid's largest λ, "
+        "where training never failed). Layer 1 is a control.",
         details,
+        "<",
+        "mean rel_tail_K at λ*",
+        max_tail,
+        runs,
     )
 
 
@@ -411,73 +389,143 @@ def synthetic_studies(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim_c5(table: pd.DataFrame, thresholds: dict) -> Claim:
-    """C5: on synthetic data at each λ > 0, Spearman ρ(dataset_std, rank) > 0 for every
-    hidden layer, seeds and datasets of a study pooled.
+    """C5: on synthetic data at fixed λ, a hidden layer's distance to rank K grows with the
+    data's spread.
     """
-    rank = thresholds["rank_measure"]
-    rows = synthetic_studies(finished(table))
-    rows = rows[rows["weight_decay"] > 0]
-    is_hidden = hidden(rows)
+    alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
+    rows = synthetic_studies(counted_runs(table, thresholds["min_train_acc"]))
+    rows = rows[hidden(rows)]
     details = []
     keys = ["study", "weight_decay", "layer_index", "layer"]
-    for (study, wd, _, layer), group in rows[is_hidden].groupby(keys, sort=True):
-        n_spreads = int(group["dataset_std"].nunique())
-        n = int(group[rank].notna().sum())
-        counted = n_spreads >= 2 and n >= MIN_POINTS
-        rho = spearman(group["dataset_std"], group[rank])
-        result = (
-            sign_check(rho, "> 0")
-            if counted
-            else Check(Outcome.NOT_COUNTED, "not counted: too few spreads or runs")
-        )
-        details.append(
-            {
-                "study": study,
-                "weight_decay": wd,
-                "layer": layer,
-                "n": n,
-                "n_spreads": n_spreads,
-                "rho": rho,
-                "counted": counted,
-                "result": result,
-            }
-        )
-    skipped = rows.loc[~is_hidden, ["study", "layer_index", "layer"]].drop_duplicates()
-    for r in skipped.sort_values(["study", "layer_index"]).itertuples():
-        details.append(
-            {
-                "study": r.study,
-                "weight_decay": None,
-                "layer": r.layer,
-                "n": None,
-                "n_spreads": None,
-                "rho": None,
-                "counted": False,
-                "result": Check(Outcome.NOT_APPLICABLE, NOT_APPLICABLE),
-            }
-        )
-    results = [d["result"] for d in details]
-    if any(c.counted for c in results):
-        statistic = tally(results, f"ρ(dataset_std, {rank}) > 0")
-        extreme = worst(details, "rho", largest=False)
-        if extreme is not None:
-            statistic += (
-                f"; smallest ρ = {fmt(extreme['rho'])} ({extreme['study']} "
-                f"λ={extreme['weight_decay']:g} {extreme['layer']}, n={extreme['n']})"
+    for (study, wd, _, layer), group in rows.groupby(keys, sort=True):
+        for measure in [*measures, thresholds["rank_measure"]]:
+            row = trend_row(
+                group,
+                "dataset_std",
+                measure,
+                ">",
+                alpha,
+                2,
+                study=study,
+                weight_decay=wd,
+                layer=layer,
             )
-        constant = sum(d["counted"] and not math.isfinite(d["rho"]) for d in details)
-        if constant:
-            statistic += f"; {constant} constant"
-    else:
-        statistic = "no study with synthetic data of ≥ 2 spreads and λ > 0"
-    return Claim(
+            if measure not in measures:
+                row = relabel(row, Outcome.INFORMATION, "information only")
+            details.append(row)
+    return claim_record(
         "C5",
-        f"On synthetic data, at fixed λ > 0, a hidden layer's rank ({rank}) grows with the "
-        "data's within-class spread (dataset_std).",
-        verdict_of(results),
-        statistic,
+        "On synthetic data, at fixed λ > 0, a hidden layer's distance to rank K "
+        f"({' and '.join(measures)}) grows with the data's within-class spread (dataset_std).",
+        f"Per (study, λ > 0, hidden layer, including layer 1, whose input's variability is the "
+        f"spread itself), over counted runs: mean over seeds of Spearman ρ(dataset_std, "
+        f"measure); pass/fail/inconclusive as C1 with ρ > 0 (α = {alpha:g}); inconclusive "
+        "with counted runs at fewer than 2 spreads.",
         details,
+        ">",
+        "mean ρ(spread, distance)",
+        0.0,
+        run_count(rows),
     )
 
 
-CLAIMS = [claim_c1, claim_c2, claim_c3, claim_c4, claim_c5]
+def claim_p(table: pd.DataFrame, thresholds: dict) -> Claim:
+    """P: a layer's distance to rank K grows with the within-class variability of its input,
+    across the hidden layers of a network at fixed λ, and across spreads at fixed layer.
+    """
+    alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
+    variability = thresholds["variability_measure"]
+    rows = counted_runs(table, thresholds["min_train_acc"])
+    rows = rows[hidden(rows)]
+    details = []
+    for (study, dataset, wd), group in rows.groupby(
+        ["study", "dataset", "weight_decay"], sort=True
+    ):
+        for measure in measures:
+            row = trend_row(
+                group, variability, measure, ">", alpha, 2,
+                across="layers", study=study, dataset=dataset, weight_decay=wd,
+            )  # fmt: skip
+            details.append(row)
+        if "tcv_relative" in group and variability != "tcv_relative":
+            row = trend_row(
+                group, "tcv_relative", measures[0], ">", alpha, 2,
+                across="layers", study=study, dataset=dataset, weight_decay=wd,
+            )  # fmt: skip
+            details.append(relabel(row, Outcome.INFORMATION, "information only"))
+    synthetic = synthetic_studies(rows)
+    for (study, wd, _, layer), group in synthetic.groupby(
+        ["study", "weight_decay", "layer_index", "layer"], sort=True
+    ):
+        for measure in measures:
+            row = trend_row(
+                group, variability, measure, ">", alpha, 2,
+                across="spreads", study=study, layer=layer, weight_decay=wd,
+            )  # fmt: skip
+            details.append(row)
+    return claim_record(
+        "P",
+        "Proportionality, paper A's central statement: a layer's scale-free distance to rank K "
+        f"({' and '.join(measures)}) is larger the larger the within-class variability "
+        f"({variability}) of the embeddings entering it: across the hidden layers of one "
+        "network at fixed λ, and across the synthetic spreads at a fixed layer and λ.",
+        "Per (study, dataset, λ) across hidden layers (each run a replicate), and per (study, "
+        f"λ, hidden layer) across spreads (each seed a replicate), over counted runs: mean "
+        f"Spearman ρ({variability}, measure) over replicates; pass if the stratified "
+        f"permutation p (ρ > 0) ≤ α = {alpha:g} and the replicates' 95% interval lies above "
+        "0, fail if the same holds below 0, else inconclusive. tcv_relative (TCV over "
+        "√(N·SS_total), a mean distance over an RMS distance) is information only.",
+        details,
+        ">",
+        f"mean ρ({variability}, distance)",
+        0.0,
+        run_count(rows),
+    )
+
+
+CLAIMS = [claim_c1, claim_c2, claim_c3a, claim_c3b, claim_c4, claim_c5, claim_p]
+
+
+# ---------------------------------------------------------------- findings and exclusions
+
+
+def findings(table: pd.DataFrame, thresholds: dict) -> list[dict]:
+    """Neural-collapse findings reported beside the claims, with no verdict: per (study,
+    dataset, layer ≥ 2) of a λ sweep, over counted runs, the trend in λ of NC1, CDNV and
+    SS_W/SS_total, and the rank of the class means against K − 1 at the smallest and
+    largest counted λ (Súkeník et al. 2024 predict NC1 can rise as the means lose rank).
+    """
+    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
+    rows = rows[rows["layer_index"] >= 2]
+    out = []
+    for (study, dataset, _, layer), group in rows.groupby(LAYER_KEYS, sort=True):
+        row = {"study": study, "dataset": dataset, "layer": layer}
+        for column in ("nc1", "cdnv", "ss_ratio"):
+            tr = trend(group["weight_decay"], group[column], group["seed"])
+            row[f"rho_{column}"] = tr.rho
+            row[f"rho_{column}_interval"] = f"[{fmt(tr.low)}, {fmt(tr.high)}]"
+        if "means_rank" in group:
+            by_wd = group.groupby("weight_decay")["means_rank"].mean()
+            row["K-1"] = int(group["classes"].iloc[0]) - 1
+            row["means_rank_smallest_lambda"] = float(by_wd.iloc[0])
+            row["means_rank_largest_lambda"] = float(by_wd.iloc[-1])
+        row["runs"] = run_count(group)
+        out.append(row)
+    return out
+
+
+def not_counted_runs(table: pd.DataFrame, min_train_acc: float) -> list[str]:
+    """One line per finished run with λ > 0 that paper A's claims do not count, and why."""
+    rows = finished(table)
+    rows = rows[rows["weight_decay"] > 0]
+    per_run = rows.groupby(RUN_KEYS, sort=True).first().reset_index()
+    lines = []
+    for r in per_run.itertuples():
+        if not is_certified(pd.DataFrame([r._asdict()])).iloc[0]:
+            why = f"not certified ({r.stop_reason}, residual {fmt(r.certified_rel_residual)})"
+        elif r.train_acc < min_train_acc:
+            why = f"train accuracy {r.train_acc:.3g} < {min_train_acc:g}"
+        else:
+            continue
+        lines.append(f"{r.study}/{r.dataset} λ={r.weight_decay:g} seed {r.seed}: {why}")
+    return lines
