@@ -215,11 +215,17 @@ BAD = {
         "training.checkpoint_every",
         "minimum of 0",
     ),
-    "empty slope range": (
+    "unknown distance measure": (
         ["claims"],
-        {"slope_range": [1.5, 0.5]},
-        "claims.slope_range",
-        "[low, high]",
+        {"distance_measures": ["rank_fro"]},
+        "claims.distance_measures[0]",
+        "is not one of",
+    ),
+    "significance level above one half": (
+        ["claims"],
+        {"alpha": 0.6},
+        "claims.alpha",
+        "maximum of 0.5",
     ),
     "utilization energy outside (0, 1]": (
         ["utilization", "energies"],
