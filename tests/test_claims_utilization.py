@@ -140,7 +140,7 @@ def test_u1_holds_on_full_looking_weights_and_says_the_baseline_passes_too():
     assert untrained["outcome"] == "control" and untrained["n"] == 3
     assert math.isclose(untrained["value"], 0.88)
     assert u1["value"] == trained["value"] and u1["line"] == 0.5
-    assert "n = 6 reference runs" in u1["statistic"]
+    assert "n = 6 of 6 reference runs" in u1["statistic"]
 
 
 def test_u1_baseline_is_never_scored():
@@ -165,7 +165,8 @@ def test_u1_threshold_moved_across_the_data_flips_the_verdict():
 
 def test_u1_is_inconclusive_on_one_run_or_an_interval_across_the_line():
     u1 = claim_u1(one_run(utilization_table()), None, T)
-    assert u1["verdict"] == "inconclusive" and "too few runs" in rows_of(u1)[0]["result"]
+    assert u1["verdict"] == "inconclusive"
+    assert rows_of(u1)[0]["outcome"] == "too few points"
     straddling = utilization_table(svd=0.5, spread=0.2)
     u1 = claim_u1(straddling, None, T)
     assert u1["verdict"] == "inconclusive" and "straddles" in rows_of(u1)[0]["result"]
@@ -186,6 +187,14 @@ def test_u1_groups_per_study():
     assert u1["verdict"] == "does not hold"
     assert [d["study"] for d in rows_of(u1)] == ["s", "t"]
     assert u1["value"] == pytest.approx(0.3, abs=0.02)  # the failing study is the headline
+
+
+def test_u1_a_study_with_one_run_does_not_decide():
+    single = one_run(utilization_table(svd=0.3, study="t"))  # would fail with an interval
+    u1 = claim_u1(pd.concat([utilization_table(), single]), None, T)
+    assert u1["verdict"] == "holds"
+    assert [d["outcome"] for d in rows_of(u1)] == ["pass", "too few points"]
+    assert u1["n"] == 6  # the runs of the studies tested
 
 
 def test_u1_without_baseline_columns_reports_no_baseline():
@@ -296,7 +305,9 @@ def test_u4_is_inconclusive_on_a_tie_one_run_or_an_interval_across_zero():
     # a tie with plain SVD is no evidence that the data-driven factors are better
     tie = claim_u4(None, compression_table(dd_after=0.975, spread=0.0), T)
     assert tie["verdict"] == "inconclusive"
-    assert claim_u4(None, one_run(compression_table()), T)["verdict"] == "inconclusive"
+    single = claim_u4(None, one_run(compression_table()), T)
+    assert single["verdict"] == "inconclusive" and single["n"] == 0
+    assert "(no interval)" in single["statistic"]
     across = claim_u4(None, compression_table(svd_after=0.979, spread=0.002), T)
     assert across["verdict"] == "inconclusive"
     assert across["details"][2]["outcome"] == "inconclusive"

@@ -54,6 +54,11 @@ from .verdicts import (
 
 MIN_SWEEP_LAMBDAS = 3  # fewest distinct λ of a sweep (U5)
 MIN_RUNS = 2  # fewest runs a t-interval is computed from
+DECISION = (
+    "A study with fewer than 2 reference runs has too few points (no interval) and does not "
+    "decide. Holds iff every study tested passes; does not hold if one fails; else (or when no "
+    "study has 2 runs) inconclusive."
+)
 UNTRAINED = "untrained (initial weights)"
 TRAINED = "trained"
 
@@ -135,12 +140,14 @@ def interval_text(value, low, high, scale: float = 1.0, digits: str = ".3g") -> 
 def judged(values, line: float, want: str, what: str) -> tuple[float, float, float, Check]:
     """The mean of ``values`` (one per run) with its t-interval, against ``line``: pass when the
     whole interval is on the ``want`` side, fail when wholly on the other, else inconclusive;
-    inconclusive with fewer than MIN_RUNS runs (no interval).
+    too few points with fewer than MIN_RUNS runs (no interval): such a group does not decide
+    the claim, which is inconclusive when no group could be tested.
     """
     mean, low, high = t_interval(values)
     n = int(np.isfinite(np.asarray(values, dtype=float)).sum())
     if n < MIN_RUNS:
-        return mean, low, high, Check(Outcome.INCONCLUSIVE, f"inconclusive: too few runs (n = {n})")
+        note = f"too few points: {n} run(s), an interval needs {MIN_RUNS}"
+        return mean, low, high, Check(Outcome.TOO_FEW, note)
     return mean, low, high, against_line(mean, low, high, line, want, what)
 
 
@@ -198,6 +205,16 @@ def with_headline(claim: Claim, row: dict | None, line: float | None = None) -> 
     return claim
 
 
+def runs_counted(details: list[dict]) -> int:
+    """The runs a claim's verdict rests on: those of the studies with a counted trained row."""
+    tested = {
+        d["study"]: d["n"]
+        for d in details
+        if d["result"].counted and d.get("networks", TRAINED) == TRAINED
+    }
+    return int(sum(tested.values()))
+
+
 def study_row(study: str, group: pd.DataFrame, networks: str | None, stats: tuple, **extra) -> dict:
     """A study's detail row: its datasets, which networks (trained or untrained; None where
     only trained ones enter), n, the extra columns, the statistic with its interval, the check.
@@ -231,10 +248,10 @@ def claim_u1(utilization, compression, thresholds) -> Claim:
         f"{reference_text(thresholds)}: the mean over runs of the plain-SVD MLU at e = {e:g} "
         f"(mean over a run's measured layers of svd_rank / min(d_in, d_out)), with its 95% "
         f"t-interval across runs. A study passes if the whole interval is above {line:g}, fails "
-        "if it is wholly below, and is inconclusive if it straddles the line or has fewer than "
-        "2 runs. Holds iff every study passes; does not hold if one fails. Beside it, never "
-        "scored: the same statistic of the runs' initial weights (untrained networks); when it "
-        "passes too, U1 is nearly automatic (a random matrix looks full rank)."
+        f"if it is wholly below, and is inconclusive if it straddles the line. {DECISION} "
+        "Beside it, never scored: the same statistic of the runs' initial weights (untrained "
+        "networks); when it passes too, U1 is nearly automatic (a random matrix looks full "
+        "rank)."
     )
     runs = reference(per_run(utilization, e), thresholds)
     if runs.empty:
@@ -249,9 +266,10 @@ def claim_u1(utilization, compression, thresholds) -> Claim:
         details.append(study_row(study, group, TRAINED, (*trained[:3], check), line=line))
         details.append(study_row(study, initial, UNTRAINED, untrained, line=line))
     checks = [d["result"] for d in details]
-    n = len(runs)
+    n = runs_counted(details)
     statistic = (
-        f"{tally(checks, 'studies')}; n = {n} reference runs; mean plain-SVD MLU [95% interval] "
+        f"{tally(checks, 'studies')}; n = {n} of {len(runs)} reference runs in studies tested; "
+        "mean plain-SVD MLU [95% interval] "
         "per study, trained (untrained): "
         + "; ".join(
             f"{t['study']} {interval_text(t['value'], t['low'], t['high'])} "
@@ -288,10 +306,9 @@ def claim_u2(utilization, compression, thresholds) -> Claim:
         f"{reference_text(thresholds)}: the mean over runs of MLU / plain-SVD MLU at e = {e:g} "
         f"(one ratio per run), with its 95% t-interval across runs. A study passes if the "
         f"whole interval is below {line:g}, fails if it is wholly above, and is inconclusive "
-        "if it straddles the line or has fewer than 2 runs. Holds iff every study passes; does "
-        "not hold if one fails. Beside it, never scored: the same ratio of the runs' initial "
-        "weights (untrained networks), to separate what training does from what the data's "
-        "subspaces alone do."
+        f"if it straddles the line. {DECISION} Beside it, never scored: the same ratio of the "
+        "runs' initial weights (untrained networks), to separate what training does from what "
+        "the data's subspaces alone do."
     )
     runs = reference(per_run(utilization, e), thresholds)
     if runs.empty:
@@ -329,9 +346,10 @@ def claim_u2(utilization, compression, thresholds) -> Claim:
             )
         )
     checks = [d["result"] for d in details]
-    n = len(runs)
+    n = runs_counted(details)
     statistic = (
-        f"{tally(checks, 'studies')}; n = {n} reference runs; mean MLU / plain-SVD MLU [95% "
+        f"{tally(checks, 'studies')}; n = {n} of {len(runs)} reference runs in studies tested; "
+        "mean MLU / plain-SVD MLU [95% "
         "interval] per study, trained (untrained); mean MLU, plain-SVD MLU: "
         + "; ".join(
             f"{t['study']} {interval_text(t['value'], t['low'], t['high'])} "
@@ -373,9 +391,8 @@ def claim_u3(utilization, compression, thresholds) -> Claim:
         f"95% t-interval across runs: (a) the run's largest layer output error on the test set, "
         f"against {factor:g}·√(1 − e) = {limit:.3g}; (b) the run's test-accuracy drop when every "
         f"layer is projected at once, against {max_drop:g}. A part passes if its whole interval "
-        "is below its line, fails if wholly above, else (or with fewer than 2 runs) is "
-        "inconclusive. A study passes iff both parts pass and fails if either fails. Holds iff "
-        "every study passes."
+        "is below its line, fails if wholly above, else is inconclusive; a study passes iff "
+        f"both parts pass and fails if either fails. {DECISION}"
     )
     runs = reference(per_run(utilization, e), thresholds)
     if runs.empty:
@@ -401,9 +418,10 @@ def claim_u3(utilization, compression, thresholds) -> Claim:
                 )
             )
     checks = [d["result"] for d in details]
-    n = len(runs)
+    n = runs_counted(details)
     statistic = (
-        f"{tally(checks, 'study parts')}; n = {n} reference runs; mean [95% interval] per study: "
+        f"{tally(checks, 'study parts')}; n = {n} of {len(runs)} reference runs in studies "
+        "tested; mean [95% interval] per study: "
         + "; ".join(
             f"{d['study']} {d['part']} {interval_text(d['value'], d['low'], d['high'])} "
             f"(line {d['line']:.3g}, n = {d['n']})"
@@ -499,9 +517,9 @@ def claim_u4(utilization, compression, thresholds) -> Claim:
         f"test-accuracy drop after fine-tuning, passing if the whole interval is below "
         f"{max_drop:g} and failing if wholly above; (b) data-driven − plain-SVD test accuracy "
         "before and (c) after fine-tuning, passing if the whole interval is above 0 and failing "
-        "if wholly below. Otherwise, or with fewer than 2 runs, a part is inconclusive. A study "
-        "passes iff every part passes and fails if one fails. Differences are also given in "
-        "test images (× the test set's size), to show when a handful of images decides."
+        "if wholly below; otherwise a part is inconclusive. A study passes iff every part "
+        f"passes and fails if one fails. {DECISION} Differences are also given in test images "
+        "(× the test set's size), to show when a handful of images decides."
     )
     if not math.isfinite(e):
         return Claim("U4", statement, rule, Verdict.NOT_RUN, "no compression results", [])
@@ -555,17 +573,18 @@ def claim_u4(utilization, compression, thresholds) -> Claim:
                 )
             )
     checks = [d["result"] for d in details]
-    n = len(counted)
-    if n:
+    n = runs_counted(details)
+    if len(counted):
         statistic = (
-            f"{tally(checks, 'study parts')} at e = {e:g}; n = {n} reference runs with a "
-            "factorized layer; mean [95% interval] per study (in test images): "
+            f"{tally(checks, 'study parts')} at e = {e:g}; n = {n} of {len(counted)} reference "
+            "runs with a factorized layer in studies tested; mean [95% interval] per study (in "
+            "test images): "
             + "; ".join(
                 f"{d['study']} {d['part']} {interval_text(d['value'], d['low'], d['high'])}"
                 + (f" ({d['test_images']})" if d["test_images"] else " (accuracy only)")
                 + f", parameters kept {percent(d['param_fraction'])}, n = {d['n']}"
                 for d in details
-                if d["result"].counted
+                if d["result"].outcome is not Outcome.NOT_APPLICABLE
             )
         )
     else:
@@ -600,8 +619,9 @@ def claim_u5(utilization, compression, thresholds) -> Claim:
         "over seeds, with a one-sided permutation p-value (MLU permuted within seeds) and a 95% "
         "t-interval across seeds (with ≥ 2 seeds). A group passes if p(ρ < 0) ≤ "
         f"α = {alpha:g} and the interval (if any) is below 0, fails if the same holds for "
-        "ρ > 0, else is inconclusive (also when the points cannot reach p ≤ α). Holds iff every "
-        "group passes; does not hold if one fails. A study with fewer λ is not a sweep (not "
+        "ρ > 0, has too few points when no arrangement of its points can reach p ≤ α (it does "
+        "not decide), else is inconclusive. Holds iff every group tested passes; does not hold "
+        "if one fails; else inconclusive. A study with fewer λ is not a sweep (not "
         "applicable). The same trend of the plain-SVD MLU is reported for information."
     )
     runs = per_run(utilization, e)
