@@ -97,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--utilization-table", required=True)
     s.add_argument("--compression-table", required=True)
 
-    s = sub.add_parser("claims", help="verdict on claims C1-C5 and U1-U5 from the study tables")
+    s = sub.add_parser("claims", help="verdict on claims C1-C5, P and U1-U6 from the study tables")
     s.add_argument("--tables", nargs="+", required=True, help="layers tables of the studies")
     s.add_argument("--utilization-tables", nargs="*", required=True)
     s.add_argument("--compression-tables", nargs="*", required=True)

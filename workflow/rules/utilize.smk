@@ -4,7 +4,7 @@
 # Paper B (utilized rank): per run, the data-driven projection of every layer (`utilize`, on
 # the CPU like measure) and compression to the utilized ranks at each energy of
 # utilization.compress_energies (`compress`, fine-tuning on the training device); per study,
-# the tidy tables the figures and claims U1-U5 read.
+# the tidy tables the figures and claims U1-U6 read.
 
 
 rule utilize:
