@@ -520,8 +520,8 @@ def not_counted_runs(table: pd.DataFrame, min_train_acc: float) -> list[str]:
     rows = rows[rows["weight_decay"] > 0]
     per_run = rows.groupby(RUN_KEYS, sort=True).first().reset_index()
     lines = []
-    for r in per_run.itertuples():
-        if not is_certified(pd.DataFrame([r._asdict()])).iloc[0]:
+    for r, certified in zip(per_run.itertuples(), is_certified(per_run), strict=True):
+        if not certified:
             why = f"not certified ({r.stop_reason}, residual {fmt(r.certified_rel_residual)})"
         elif r.train_acc < min_train_acc:
             why = f"train accuracy {r.train_acc:.3g} < {min_train_acc:g}"
