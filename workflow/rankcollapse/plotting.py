@@ -21,6 +21,10 @@ LABELS = {
     "nc1": "NC1 of layer input",
     "cdnv": "CDNV of layer input",
     "weight_decay": "weight decay λ",
+    "tail_K": "tail_K  (Σ_{j>K} σ_j²)^½",
+    "rel_tail_K": "tail_K / ‖W‖_F",
+    "sigma_ratio_K": "σ_{K+1} / σ₁",
+    "tcv_relative": "TCV / √(N·SS_total) of layer input",
 }
 
 
@@ -47,6 +51,28 @@ def finished_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return table[ok].copy(), notes
 
 
+def trained_runs(runs: pd.DataFrame, min_train_acc: float) -> tuple[pd.DataFrame, int]:
+    """Rows of the runs whose training accuracy reaches ``min_train_acc``, and how many runs
+    are left out; every row when no run reaches it (a smoke test draws something).
+
+    A run that does not fit its classes has no K-class structure for the theorem to act on
+    (the claims do not count it), and one that collapsed to zero weights has distances to rank
+    K near 10⁻⁸⁰, which would squash every other point of a log axis.
+    """
+    ok = runs["train_acc"] >= min_train_acc
+    if not ok.any():
+        return runs, 0
+    key = ["dataset", "weight_decay", "seed"]
+    return runs[ok], len(runs.loc[~ok, key].drop_duplicates())
+
+
+def not_drawn_note(count: int, min_train_acc: float) -> str:
+    """A title's note on the runs :func:`trained_runs` left out ("" if none)."""
+    if not count:
+        return ""
+    return f" ({count} run{'s' * (count != 1)} with train acc < {min_train_acc:g} not drawn)"
+
+
 # ------------------------------------------------------------------ stationarity certificates
 # Every figure that draws runs marks those not certified stationary the same way: a hollow
 # marker where a run (or a mean over seeds) is a point, a dashed line where a run is a line.
@@ -65,6 +91,28 @@ def with_certificate(table: pd.DataFrame) -> pd.DataFrame:
     """
     certified = table["stationary"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     return table.assign(certificate=np.where(certified, CERTIFIED, NOT_CERTIFIED))
+
+
+def wants_log(*values, decades: float = 1.0) -> bool:
+    """Whether an axis of these values should be logarithmic: every finite value positive and
+    the largest at least ``decades`` decades above the smallest.
+    """
+    v = np.concatenate([np.asarray(x, dtype=float).ravel() for x in values])
+    v = v[np.isfinite(v)]
+    return bool(v.size) and v.min() > 0 and np.log10(v.max() / v.min()) >= decades
+
+
+def run_lines(ax, rows, *, x, y, by, color, order="layer_index", **kwargs) -> None:
+    """One line per run (``rows`` grouped by ``by``, a table with a ``certificate`` column)
+    through its rows in ``order`` (its layers), solid if the run is certified stationary,
+    dashed if not; ``color`` maps a group key to its colour.
+    """
+    kwargs = {"linewidth": 0.9, "alpha": 0.8, **kwargs}
+    for key, run in rows.dropna(subset=[x, y]).groupby(by, sort=False):
+        run = run.sort_values(order)
+        (line,) = ax.plot(run[x], run[y], color=color(key), **kwargs)
+        if run["certificate"].ne(CERTIFIED).any():
+            line.set_dashes(CERTIFICATE_DASHES[NOT_CERTIFIED])
 
 
 def colours(levels, palette=None) -> dict:
@@ -103,7 +151,10 @@ def certificate_scatter(data, *, x, y, mean=False, by=(), ax=None, **kwargs):
     kwargs.pop("label", None)
     kwargs.setdefault("clip_on", False)
     keys = [k for k in (kwargs.get("hue"), kwargs.get("style"), *by) if k is not None]
-    rows = data.dropna(subset=list(dict.fromkeys([x, y, *keys])))
+    columns = list(dict.fromkeys([x, y, *keys]))
+    # A non-finite value (CDNV of a network whose class means coincide) is no point to draw.
+    rows = data.assign(**{c: data[c].replace([np.inf, -np.inf], np.nan) for c in (x, y)})
+    rows = rows.dropna(subset=columns)
     if mean:
         groups = rows.groupby([*keys, x], sort=False, observed=True)
         rows = groups.agg(
@@ -143,6 +194,22 @@ def certificate_line_handles(color="0.35") -> dict:
         if CERTIFICATE_DASHES[certificate]:
             line.set_dashes(CERTIFICATE_DASHES[certificate])
         lines[CERTIFICATE_LABELS[certificate]] = line
+    return lines
+
+
+def certificate_run_handles(mean=False, color="0.35") -> dict:
+    """Legend entries for runs drawn as markers joined by a line (:func:`run_lines`): filled
+    and solid when certified stationary, hollow and dashed when not.
+    """
+    markers = certificate_handles(mean=mean, color=color)
+    lines = {}
+    for (name, marker), certificate in zip(markers.items(), CERTIFICATES, strict=True):
+        line = Line2D([], [], color=color, marker="o", markersize=6)
+        line.set_markerfacecolor(marker.get_markerfacecolor())
+        line.set_markeredgewidth(marker.get_markeredgewidth())
+        if CERTIFICATE_DASHES[certificate]:
+            line.set_dashes(CERTIFICATE_DASHES[certificate])
+        lines[name] = line
     return lines
 
 
