@@ -2,6 +2,9 @@
 
 
 NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES}
+# Figures that draw what a claim decides on get the config's claims section too, so that they
+# compute the claim's number from the claim's measures and runs.
+FIGURES_WITH_CLAIMS = {"bound", "rank_vs_variability", "proportionality"}
 # A notebook runs as papermill from a jupytext template with the project's kernel. It is
 # executed into the log folder first: Snakemake deletes a failed job's outputs but keeps its
 # logs, so a notebook that fails stays with the traceback under the failing cell.
@@ -53,6 +56,11 @@ rule figure:
                 "pdf": output.pdf,
                 "png": output.png,
                 **config["figures"],
+                **(
+                    {"claims": config["claims"]}
+                    if wc.figure in FIGURES_WITH_CLAIMS
+                    else {}
+                ),
             }
         ),
     shell:
