@@ -43,6 +43,7 @@ FIGURES = [
     "rank_vs_weight_decay",
     "variability_vs_weight_decay",
     "rank_vs_variability",
+    "proportionality",
     "spectra",
     "bound",
     "rank_vs_spread",
