@@ -65,6 +65,8 @@ grid = sns.relplot(
 for ax in grid.axes.flat:
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=60, ha="right")
     ax.set_ylim(0, 1.05)
+# The column values already read "e = 0.9": seaborn's default title would repeat "e = ".
+grid.set_titles(row_template="{row_name}", col_template="{col_name}")
 grid.set_axis_labels("layer", "subspace dimension / layer width")
 grid.figure.suptitle(f"{study}: input and output subspaces per layer", y=1.03)
 plotting.save(grid.figure, pdf, png, left_out)

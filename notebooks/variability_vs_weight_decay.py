@@ -9,12 +9,16 @@
 # %% [markdown]
 # # Within-class variability of each layer's input against the weight decay λ
 #
-# Rows: three measures of the within-class variability of the embeddings that enter the layer,
-# on the training set: TCV Σ_i‖z_i − μ_c‖, the ratio SS_W / SS_total and NC1. Columns: layers.
-# One line per dataset (mean over seeds, band: range across seeds). Neural rank collapse
-# predicts that the variability falls as λ grows. The input of layer 1 is the data, which λ
-# does not change, so its panels are flat. A filled marker: every seed of that dataset and λ is
-# certified stationary; hollow: at least one is not (λ = 0 never is).
+# Rows: four measures of the within-class variability of the embeddings that enter the layer,
+# on the training set: TCV Σ_i‖z_i − μ_c‖, the ratio SS_W / SS_total, CDNV and NC1. Columns:
+# layers. One line per dataset (mean over seeds, band: range across seeds). They need not move
+# together. Claim C2 predicts that the scale-free SS_W / SS_total falls as λ grows, and CDNV
+# with it; TCV falls partly from scale alone, since weight decay shrinks the embeddings. NC1 =
+# tr(Σ_W Σ_B⁺)/K can rise with λ: when the class means collapse onto fewer than K − 1
+# directions, Σ_B⁺ inverts a smaller between-class scatter (Súkeník et al. 2024). The input of
+# layer 1 is the data, which λ does not change, so its panels are flat. A filled marker: every
+# seed of that dataset and λ is certified stationary; hollow: at least one is not (λ = 0 never
+# is).
 
 # %% tags=["parameters"]
 study = "tiny"
@@ -27,6 +31,7 @@ rank_measure = "rank_fro"
 variability_measure = "tcv"
 
 # %%
+import numpy as np
 import seaborn as sns
 from rankcollapse import files, plotting
 
@@ -36,8 +41,8 @@ print("left out:", left_out or "none")
 runs = plotting.with_certificate(runs)
 datasets = sorted(runs["dataset"].unique())
 colours = plotting.colours(datasets)
-# The configured variability measure gets a row of its own when it is not one of the three.
-measures = list(dict.fromkeys(["tcv", "ss_ratio", "nc1", variability_measure]))
+# The configured variability measure gets a row of its own when it is not one of the four.
+measures = list(dict.fromkeys(["tcv", "ss_ratio", "cdnv", "nc1", variability_measure]))
 # SS_W / SS_total is a fraction in [0, 1]; the other measures span decades across layers and λ.
 linear = {"ss_ratio"}
 layers = runs.sort_values("layer_index")["layer"].unique()
@@ -47,6 +52,9 @@ long = runs.melt(
     var_name="measure",
     value_name="value",
 )
+# CDNV is infinite where a network collapsed all class means onto one point: not drawn.
+long["value"] = long["value"].replace([np.inf, -np.inf], np.nan)
+print("non-finite values, not drawn:", int(long["value"].isna().sum()))
 
 # %%
 grid = sns.relplot(
