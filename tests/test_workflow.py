@@ -185,6 +185,17 @@ def test_figures_and_executed_notebooks_exist(tiny_run):
         assert "mnist_small λ=1000 seed 0: diverged" in executed, figure
 
 
+def test_the_claims_overview_is_drawn(tiny_run):
+    for path in (
+        "results/figures/claims_overview.pdf",
+        "results/figures/claims_overview.png",
+        "results/notebooks/claims_overview.ipynb",
+    ):
+        assert (tiny_run / path).stat().st_size > 0, path
+    executed = (tiny_run / "results/notebooks/claims_overview.ipynb").read_text()
+    assert '"papermill"' in executed and "injected-parameters" in executed
+
+
 def test_report_is_written(tiny_run):
     report = tiny_run / "results/report.html"
     done = snakemake(tiny_run, "--report", str(report), configfile=REPO / "tests/configs/tiny.yaml")

@@ -165,8 +165,16 @@ def study_figures(study):
     return [f for f in FIGURES if f != "rank_vs_spread" or len(spreads) >= 2]
 
 
+# The one-page overview of every claim's statistics (rule claims_overview), first in the report.
+CLAIMS_OVERVIEW = [
+    "results/figures/claims_overview.pdf",
+    "results/figures/claims_overview.png",
+    "results/notebooks/claims_overview.ipynb",
+]
+
+
 def all_targets():
-    targets = ["results/claims.md", *utilization_targets()]
+    targets = ["results/claims.md", *CLAIMS_OVERVIEW, *utilization_targets()]
     for study in config["studies"]:
         for figure in study_figures(study):
             targets += [
