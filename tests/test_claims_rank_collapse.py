@@ -152,8 +152,9 @@ def test_uncertified_runs_are_excluded_and_listed():
     content = evaluate_claims(table, T)
     assert {c["id"]: c["verdict"] for c in content["claims"]}["C1"] == "holds"
     assert all(c["verdict"] == "holds" for c in content["claims"] if c["id"] != "C5")
-    assert "s/real λ=0.03 seed 0: not certified (step budget spent, residual 0.2)" in (
-        content["not_counted"]
+    assert (
+        "s/real λ=0.03 seed 0: not certified (step budget spent, residual 0.2)"
+        in (content["not_counted"])
     )
     flipped = table.assign(stationary=True)  # the same rows, if the filter let them in
     assert claim_c1(flipped, T)["verdict"] != "holds"

@@ -1,4 +1,4 @@
-# Rules: claims -> rankcollapse/claims/ (C1-C5 in rank_collapse.py, U1-U5 in utilization.py).
+# Rules: claims -> rankcollapse/claims/ (C1-C5 and P in rank_collapse.py, U1-U6 in utilization.py).
 # claims_overview -> notebooks/claims_overview.py (one page of every claim's statistics).
 
 
