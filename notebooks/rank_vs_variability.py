@@ -41,7 +41,7 @@ claims = {
 import matplotlib.pyplot as plt
 import pandas as pd
 from rankcollapse import files, plotting
-from rankcollapse.claims.statistics import hidden, mean_interval
+from rankcollapse.claims.statistics import hidden, t_interval
 
 plotting.set_style()
 runs, left_out = plotting.finished_runs(files.read_table(table))
@@ -64,7 +64,7 @@ def seed_mean(group: pd.DataFrame) -> pd.Series:
     """Mean over seeds of x and every measure, with t-intervals, and the certificate of all."""
     out = {"seeds": len(group), "layer_index": group["layer_index"].iloc[0]}
     for column in [x, *measures]:
-        out[column], out[f"{column}_low"], out[f"{column}_high"] = mean_interval(group[column])
+        out[column], out[f"{column}_low"], out[f"{column}_high"] = t_interval(group[column])
     every = group["certificate"].eq(plotting.CERTIFIED).all()
     out["certificate"] = plotting.CERTIFIED if every else plotting.NOT_CERTIFIED
     return pd.Series(out)

@@ -129,6 +129,29 @@ def test_c1_inconclusive_when_seeds_disagree():
     assert claim_c1(table, T)["verdict"] == "inconclusive"
 
 
+def test_a_sweep_whose_runs_are_not_certified_shows_too_few_points_not_nothing():
+    table = layer_table()
+    table.loc[table["weight_decay"].isin([1e-3, 3e-3]), "stationary"] = False
+    c1 = claim_c1(table, T)
+    assert c1["verdict"] == "inconclusive"
+    assert outcomes(c1, layer="layer2", measure="rel_tail_K") == {"too few points"}
+
+
+def test_c4_a_diverged_largest_lambda_is_a_lambda_that_does_not_train():
+    table = layer_table().assign(train_acc=1.0)
+    top = table["weight_decay"] == 0.1
+    table.loc[top, ["status", "reason"]] = ["diverged", "non-finite loss"]
+    c4 = claim_c4(table, T)
+    assert c4["verdict"] == "holds"
+    assert {d["weight_decay"] for d in c4["details"]} == {3e-2}
+
+
+def test_a_measure_missing_from_the_table_keeps_a_claim_from_holding():
+    c1 = claim_c1(layer_table().assign(sigma_ratio_K=math.nan), T)
+    assert c1["verdict"] == "inconclusive"
+    assert outcomes(c1, layer="layer2", measure="sigma_ratio_K") == {"inconclusive"}
+
+
 def test_c1_too_few_points_with_one_seed_of_three_lambdas_is_inconclusive():
     c1 = claim_c1(layer_table(wds=(1e-3, 1e-2, 3e-2), seeds=(0,)), T)
     assert c1["verdict"] == "inconclusive"
@@ -231,7 +254,12 @@ def test_p_fails_when_deeper_inputs_vary_less_but_distances_grow():
         table[column] = table["layer_index"] * (1 + 0.001 * table["seed"])
     p = claim_p(table, T)
     assert p["verdict"] == "does not hold"
-    assert outcomes(p, across="layers") == {"fail", "information only"}
+    assert outcomes(p, across="layers", weight_decay=1e-2) == {"fail", "information only"}
+    # λ = 0.1 does not train: its group is listed, with too few points, and decides nothing.
+    assert outcomes(p, across="layers", weight_decay=0.1, measure="rel_tail_K") == {
+        "too few points",
+        "information only",  # the tcv_relative row beside it
+    }
 
 
 def test_single_lambda_studies_are_not_judged_on_trends():

@@ -68,6 +68,13 @@ def test_trend_monte_carlo_beyond_the_exact_limit():
     assert trend(x, x, sorted([0, 1, 2] * 7)) == tr  # deterministic
 
 
+def test_trend_smallest_p_counts_ties():
+    # y = 3, 2, 1, 1 over 4 λ: the most extreme arrangement is reached by 2 of 24 orders.
+    tr = trend([1, 2, 3, 4], [3, 2, 1, 1], [0] * 4)
+    assert tr.p_less == pytest.approx(2 / 24)
+    assert tr.min_p == pytest.approx(2 / 24)
+
+
 def test_trend_constant_y_is_no_trend_and_single_x_replicates_are_dropped():
     tr = trend([1, 2, 3, 1, 1, 1], [5, 5, 5, 1, 2, 3], [0, 0, 0, 1, 1, 1])
     assert tr.replicates == 1 and tr.rho == 0.0 and tr.p_greater == 1.0
@@ -87,6 +94,10 @@ def test_median_interval_resamples_runs_and_contains_the_median():
     assert median == pytest.approx(0.45)
     assert 0.1 <= low <= median <= high <= 0.8
     assert median_interval(values, runs) == (median, low, high)
+    # One run of ten zeros and two runs of one value each: resampling rows would almost never
+    # draw a median above 0; resampling runs does whenever the big run is left out.
+    median, low, high = median_interval([0.0] * 10 + [1.0, 2.0], [0] * 10 + [1, 2])
+    assert median == 0.0 and high > 0
     assert math.isnan(median_interval([1.0, 2.0], [0, 1])[1])  # fewer than 3 runs
 
 

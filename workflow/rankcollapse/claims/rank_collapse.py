@@ -37,6 +37,7 @@ from .statistics import (
     finished,
     hidden,
     is_certified,
+    is_counted,
     log_log_fit,
     median_interval,
     t_interval,
@@ -60,6 +61,16 @@ CONTROL = "control: layer 1's input is the raw data, which λ cannot change"
 NOT_A_SWEEP = "not applicable: the study has fewer than 3 values of λ > 0"
 
 
+def candidates(table: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
+    """Finished rows with λ > 0, marked ``counted`` where :func:`.statistics.is_counted`: the
+    groups of paper A's claims are formed over these, and tested on the counted rows, so a
+    group whose runs were not certified shows as too few points instead of vanishing.
+    """
+    rows = finished(table)
+    rows = rows[rows["weight_decay"] > 0]
+    return rows.assign(counted=is_counted(rows, thresholds["min_train_acc"]))
+
+
 def sweeps(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows of the (study, dataset) pairs whose finished runs span ≥ MIN_LAMBDAS λ > 0."""
     positive = rows["weight_decay"].where(rows["weight_decay"] > 0)
@@ -70,20 +81,24 @@ def sweeps(rows: pd.DataFrame) -> pd.DataFrame:
 def trend_row(
     group: pd.DataFrame, x: str, y: str, want: str, alpha: float, min_x: int, **keys
 ) -> dict:
-    """One detail row: the trend of ``y`` on ``x`` within seeds over ``group``'s rows, judged
-    by :func:`.verdicts.trend_check`; inconclusive when the rows hold fewer than ``min_x``
-    distinct x values (too few counted runs).
+    """One detail row: the trend of ``y`` on ``x`` within seeds over the counted rows of
+    ``group``, judged by :func:`.verdicts.trend_check`; too few points when they hold fewer
+    than ``min_x`` distinct x values; inconclusive when ``y`` has no finite value there (a
+    measure that is missing must not let a claim hold on the others).
     """
+    group = group[group["counted"]]
     tr = trend(group[x], group[y], group["seed"])
     n_x = int(group[x].nunique())
     if n_x < min_x:
         result = Check(Outcome.TOO_FEW, f"too few points: counted runs at {n_x} {x} value(s)")
+    elif not np.isfinite(group[y].astype(float)).any():
+        result = Check(Outcome.INCONCLUSIVE, f"inconclusive: no finite {y} in counted runs")
     else:
         result = trend_check(tr, want, alpha, f"ρ̄({x}, {y})")
     return {
         **keys,
         "measure": y,
-        "runs": len(group[RUN_KEYS].drop_duplicates()),
+        "runs": run_count(group),
         "n": tr.n,
         "value": tr.rho,
         "low": tr.low,
@@ -91,6 +106,11 @@ def trend_row(
         "p": tr.p(want),
         "result": result,
     }
+
+
+def run_count(rows: pd.DataFrame) -> int:
+    """Number of distinct runs among ``rows``."""
+    return len(rows[RUN_KEYS].drop_duplicates())
 
 
 def relabel(row: dict, outcome: Outcome, note: str) -> dict:
@@ -140,17 +160,13 @@ def claim_record(
     )
 
 
-def run_count(rows: pd.DataFrame) -> int:
-    return len(rows[RUN_KEYS].drop_duplicates())
-
-
 # ---------------------------------------------------------------- the claims
 
 
 def claim_c1(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C1: within seeds, each hidden layer's scale-free distance to rank K falls with λ."""
     alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
-    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
+    rows = sweeps(candidates(table, thresholds))
     rows = rows[hidden(rows)]
     details = []
     for (study, dataset, index, layer), group in rows.groupby(LAYER_KEYS, sort=True):
@@ -168,22 +184,23 @@ def claim_c1(table: pd.DataFrame, thresholds: dict) -> Claim:
         f"({' and '.join(measures)}, scale-free), at stationary points.",
         f"Per (study, dataset, hidden layer ≥ 2) of a λ sweep, over counted runs: the mean over "
         f"seeds of Spearman ρ(λ, measure) for each of {', '.join(measures)}; pass if the "
-        f"stratified permutation p (ρ < 0) ≤ α = {alpha:g} and the seeds' 95% interval lies "
-        "below 0, fail if the same holds above 0, else inconclusive (also with counted runs at "
-        f"fewer than {MIN_LAMBDAS} λ). Layer 1 is a control; {thresholds['rank_measure']} is "
-        "information only.",
+        f"stratified permutation p (ρ < 0) ≤ α = {alpha:g} and the seeds' 95% interval (if "
+        "there are 2 seeds or more) lies below 0, fail if the same holds above 0, else "
+        f"inconclusive; with counted runs at fewer than {MIN_LAMBDAS} λ, or too few to reach "
+        f"α, too few points (not deciding). Layer 1 is a control; "
+        f"{thresholds['rank_measure']} is information only.",
         details,
         "<",
         "mean ρ(λ, distance)",
         0.0,
-        run_count(rows),
+        run_count(rows[rows["counted"]]),
     )
 
 
 def claim_c2(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C2: the within-class variability of hidden embeddings falls with λ."""
     alpha, measure = thresholds["alpha"], thresholds["variability_measure"]
-    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
+    rows = sweeps(candidates(table, thresholds))
     rows = rows[rows["layer_index"] >= 2]
     informative = [m for m in ("tcv", "nc1", "cdnv") if m != measure and m in rows]
     details = []
@@ -206,7 +223,7 @@ def claim_c2(table: pd.DataFrame, thresholds: dict) -> Claim:
         "<",
         f"mean ρ(λ, {measure})",
         0.0,
-        run_count(rows),
+        run_count(rows[rows["counted"]]),
     )
 
 
@@ -260,14 +277,16 @@ def claim_c3a(table: pd.DataFrame, thresholds: dict) -> Claim:
 
 def claim_c3b(table: pd.DataFrame, thresholds: dict) -> Claim:
     """C3(b): at certified stationary points the bound says something: bound < ‖W‖_F."""
-    rows = bound_slope_rows(counted_runs(table, thresholds["min_train_acc"]))
+    rows = counted_runs(table, thresholds["min_train_acc"])
+    rows = rows[hidden(rows)]
     details = []
     for (study, dataset), group in rows.groupby(["study", "dataset"], sort=True):
         ratio = group["bound"] / group["frobenius_norm"]
         runs = group[RUN_KEYS].astype(str).agg("/".join, axis=1)
         median, low, high = median_interval(ratio, runs)
-        on_e = log_log_fit(group["bound_e"], group["tail_K"])
-        on_tcv = log_log_fit(group["tcv_over_wd"], group["tail_K"])
+        fitted = bound_slope_rows(group)
+        on_e = log_log_fit(fitted["bound_e"], fitted["tail_K"])
+        on_tcv = log_log_fit(fitted["tcv_over_wd"], fitted["tail_K"])
         details.append(
             {
                 "study": study,
@@ -298,7 +317,8 @@ def claim_c3b(table: pd.DataFrame, thresholds: dict) -> Claim:
         "log(‖E‖_F/(Nλ)) and on log(TCV/λ) with 95% intervals (information).",
         "Per (study, dataset), over the hidden layers of counted runs: the median of "
         "bound/‖W‖_F with a 95% bootstrap interval resampling runs; pass if the interval lies "
-        "below 1, fail if above 1, else inconclusive (also with fewer than 3 runs).",
+        "below 1, fail if above 1, else inconclusive; with fewer than 3 counted runs, too few "
+        "points (not deciding).",
         details,
         "<",
         "median bound/‖W‖_F",
@@ -322,11 +342,13 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
     min_acc, max_tail = thresholds["min_train_acc"], thresholds["max_rel_tail"]
     all_rows = sweeps(finished(table))
     counted = counted_runs(all_rows, min_acc)
+    # The grid's end counts every run, diverged too: a λ whose runs diverged does not train.
+    grid_ends = table.groupby(["study", "dataset"])["weight_decay"].max()
     details, runs = [], 0
     for (study, dataset), group in all_rows.groupby(["study", "dataset"], sort=True):
         keys = {"study": study, "dataset": dataset}
         lambda_star = largest_training_lambda(group, min_acc)
-        grid_end = float(group["weight_decay"].max())
+        grid_end = float(grid_ends[study, dataset])
         at_star = counted[
             (counted["study"] == study)
             & (counted["dataset"] == dataset)
@@ -371,8 +393,8 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
         "Per (study, dataset) λ sweep: λ* from all finished runs; per hidden layer ≥ 2, the "
         "mean of rel_tail_K over the counted runs at λ* with its 95% t-interval over seeds; "
         f"pass if the interval lies below {max_tail:g}, fail if above, else inconclusive "
-        "(also when fewer than 2 counted runs are at λ*, or λ* is the grid's largest λ, "
-        "where training never failed). Layer 1 is a control.",
+        "(also when λ* is the grid's largest λ, where training never failed); with fewer than "
+        "2 counted runs at λ*, too few points (not deciding). Layer 1 is a control.",
         details,
         "<",
         "mean rel_tail_K at λ*",
@@ -393,7 +415,7 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> Claim:
     data's spread.
     """
     alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
-    rows = synthetic_studies(counted_runs(table, thresholds["min_train_acc"]))
+    rows = synthetic_studies(candidates(table, thresholds))
     rows = rows[hidden(rows)]
     details = []
     keys = ["study", "weight_decay", "layer_index", "layer"]
@@ -419,13 +441,13 @@ def claim_c5(table: pd.DataFrame, thresholds: dict) -> Claim:
         f"({' and '.join(measures)}) grows with the data's within-class spread (dataset_std).",
         f"Per (study, λ > 0, hidden layer, including layer 1, whose input's variability is the "
         f"spread itself), over counted runs: mean over seeds of Spearman ρ(dataset_std, "
-        f"measure); pass/fail/inconclusive as C1 with ρ > 0 (α = {alpha:g}); inconclusive "
-        "with counted runs at fewer than 2 spreads.",
+        f"measure); pass/fail/inconclusive/too few points as C1 with ρ > 0 (α = {alpha:g}); "
+        "too few points with counted runs at fewer than 2 spreads.",
         details,
         ">",
         "mean ρ(spread, distance)",
         0.0,
-        run_count(rows),
+        run_count(rows[rows["counted"]]),
     )
 
 
@@ -435,7 +457,7 @@ def claim_p(table: pd.DataFrame, thresholds: dict) -> Claim:
     """
     alpha, measures = thresholds["alpha"], thresholds["distance_measures"]
     variability = thresholds["variability_measure"]
-    rows = counted_runs(table, thresholds["min_train_acc"])
+    rows = candidates(table, thresholds)
     rows = rows[hidden(rows)]
     details = []
     for (study, dataset, wd), group in rows.groupby(
@@ -479,7 +501,7 @@ def claim_p(table: pd.DataFrame, thresholds: dict) -> Claim:
         ">",
         f"mean ρ({variability}, distance)",
         0.0,
-        run_count(rows),
+        run_count(rows[rows["counted"]]),
     )
 
 
@@ -495,8 +517,8 @@ def findings(table: pd.DataFrame, thresholds: dict) -> list[dict]:
     SS_W/SS_total, and the rank of the class means against K − 1 at the smallest and
     largest counted λ (Súkeník et al. 2024 predict NC1 can rise as the means lose rank).
     """
-    rows = sweeps(counted_runs(table, thresholds["min_train_acc"]))
-    rows = rows[rows["layer_index"] >= 2]
+    rows = sweeps(candidates(table, thresholds))
+    rows = rows[rows["counted"] & (rows["layer_index"] >= 2)]
     out = []
     for (study, dataset, _, layer), group in rows.groupby(LAYER_KEYS, sort=True):
         row = {"study": study, "dataset": dataset, "layer": layer}
@@ -515,13 +537,13 @@ def findings(table: pd.DataFrame, thresholds: dict) -> list[dict]:
 
 
 def not_counted_runs(table: pd.DataFrame, min_train_acc: float) -> list[str]:
-    """One line per finished run with λ > 0 that paper A's claims do not count, and why."""
-    rows = finished(table)
-    rows = rows[rows["weight_decay"] > 0]
-    per_run = rows.groupby(RUN_KEYS, sort=True).first().reset_index()
+    """One line per finished run that paper A's claims do not count, and why."""
+    per_run = finished(table).groupby(RUN_KEYS, sort=True).first().reset_index()
     lines = []
     for r, certified in zip(per_run.itertuples(), is_certified(per_run), strict=True):
-        if not certified:
+        if r.weight_decay == 0:
+            why = "λ = 0 (no stationary point to certify)"
+        elif not certified:
             why = f"not certified ({r.stop_reason}, residual {fmt(r.certified_rel_residual)})"
         elif r.train_acc < min_train_acc:
             why = f"train accuracy {r.train_acc:.3g} < {min_train_acc:g}"

@@ -3,7 +3,7 @@ figure and the claim it illustrates compute one number one way (docs/science.md 
 
 - :func:`trend`: a rank correlation within replicates (seeds, or networks), averaged, with a
   stratified permutation p-value in each direction and a t-interval across replicates.
-- :func:`mean_interval`: a mean over replicates with its t-interval.
+- :func:`t_interval`: a mean over replicates with its t-interval.
 - :func:`median_interval`: a median over rows with a bootstrap interval that resamples runs.
 - :func:`log_log_fit`: a least-squares slope with its t-interval.
 """
@@ -51,9 +51,6 @@ def t_interval(values) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
     return mean, float(mean - half), float(mean + half)
-
-
-mean_interval = t_interval
 
 
 @dataclass(frozen=True)
@@ -113,11 +110,13 @@ def trend(x, y, replicate) -> Trend:
         return Trend(math.nan, math.nan, math.nan, 1.0, 1.0, 1.0, n, 0)
     ranks = [(centred_ranks(g["x"].to_numpy()), centred_ranks(g["y"].to_numpy())) for g in groups]
     rhos = np.array([rx @ ry for rx, ry in ranks])
-    size = math.prod(math.factorial(len(rx)) for rx, _ in ranks)
+    # A replicate with a constant y has ρ = 0 under every permutation: it only scales the mean.
+    varying = [(rx, ry) for rx, ry in ranks if ry.any()]
+    size = math.prod(math.factorial(len(rx)) for rx, _ in varying)
     rng = np.random.default_rng(0)
     draws = None if size <= EXACT_LIMIT else RESAMPLES
     total = np.zeros(1 if draws is None else draws)
-    for rx, ry in ranks:
+    for rx, ry in varying:
         null = permutation_rhos(rx, ry, draws, rng)
         total = (total[:, None] + null[None, :]).ravel() if draws is None else total + null
     null_mean = total / len(ranks)
@@ -125,13 +124,21 @@ def trend(x, y, replicate) -> Trend:
     if draws is None:
         p_greater = float(np.mean(null_mean >= observed - tol))
         p_less = float(np.mean(null_mean <= observed + tol))
+        # The smallest p any arrangement reaches (ties in y make it larger than 1/size).
+        min_p = float(
+            min(
+                np.mean(null_mean >= null_mean.max() - tol),
+                np.mean(null_mean <= null_mean.min() + tol),
+            )
+        )
     else:
         p_greater = float((np.sum(null_mean >= observed - tol) + 1) / (draws + 1))
         p_less = float((np.sum(null_mean <= observed + tol) + 1) / (draws + 1))
+        min_p = 1.0 / (draws + 1)
     _, low, high = t_interval(rhos)
     if math.isfinite(low):
         low, high = max(low, -1.0), min(high, 1.0)
-    return Trend(observed, low, high, p_greater, p_less, 1.0 / size, n, len(groups))
+    return Trend(observed, low, high, p_greater, p_less, min_p, n, len(groups))
 
 
 def median_interval(values, clusters) -> tuple[float, float, float]:
@@ -200,17 +207,25 @@ def is_certified(table: pd.DataFrame) -> pd.Series:
     return table["stationary"].fillna(False).astype(bool) & (table["weight_decay"] > 0)
 
 
-def counted_runs(table: pd.DataFrame, min_train_acc: float) -> pd.DataFrame:
-    """The rows paper A's claims count: finished runs with λ > 0, certified stationary, whose
+def is_counted(table: pd.DataFrame, min_train_acc: float) -> pd.Series:
+    """Rows paper A's claims count: finished runs with λ > 0, certified stationary, whose
     training accuracy reaches ``min_train_acc`` (a run that does not fit its classes has no
     K-class structure for the theorem to act on).
     """
-    rows = finished(table)
-    return rows[is_certified(rows) & (rows["train_acc"] >= min_train_acc)]
+    return (
+        (table["status"] == "finished")
+        & is_certified(table)
+        & (table["train_acc"] >= min_train_acc)
+    )
+
+
+def counted_runs(table: pd.DataFrame, min_train_acc: float) -> pd.DataFrame:
+    """The rows of :func:`is_counted`."""
+    return table[is_counted(table, min_train_acc)] if len(table) else table
 
 
 def bound_slope_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose log tail_K is regressed on the bound's terms (claim C3(b) and the bound
+    """The rows whose log tail_K is regressed on the bound's terms (claim C3b and the bound
     figure): hidden layers, λ > 0 (the bound is undefined at λ = 0), tail_K > 0.
     """
     return rows[hidden(rows) & (rows["weight_decay"] > 0) & (rows["tail_K"] > 0)]
