@@ -40,7 +40,6 @@ from .statistics import (
     is_counted,
     log_log_fit,
     median_interval,
-    t_interval,
     trend,
 )
 from .verdicts import (
@@ -51,6 +50,7 @@ from .verdicts import (
     Verdict,
     against_line,
     headline,
+    mean_check,
     tally,
     trend_check,
     verdict_of,
@@ -358,7 +358,7 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
         layers = group.loc[hidden(group), ["layer_index", "layer"]].drop_duplicates()
         for index, layer in layers.sort_values("layer_index").itertuples(index=False):
             values = at_star.loc[at_star["layer"] == layer, "rel_tail_K"]
-            mean, low, high = t_interval(values)
+            mean, low, high, check = mean_check(values, max_tail, "<", "mean rel_tail_K")
             row = {
                 **keys,
                 "layer": layer,
@@ -378,10 +378,8 @@ def claim_c4(table: pd.DataFrame, thresholds: dict) -> Claim:
                     "inconclusive: λ* is the grid's largest λ, so the largest λ that trains "
                     "was not found",
                 )
-            elif len(values.dropna()) < 2:
-                result = Check(Outcome.TOO_FEW, "too few points: fewer than 2 counted runs at λ*")
             else:
-                result = against_line(mean, low, high, max_tail, "<", "mean rel_tail_K")
+                result = check  # too few points with fewer than 2 counted runs at λ*
             if index == 1:
                 result = Check(Outcome.CONTROL, CONTROL)
             details.append({**row, "result": result})

@@ -7,7 +7,7 @@ trained as usual, so they count the *reference runs*: finished runs with λ ≤
 ``u_reference_max_weight_decay``. Paper B assumes no stationary point, so certification does
 not filter them. They are grouped per study (one model each); a study's reference runs are its
 replicates, and each study's mean over them, with its t-interval across runs, is judged
-against the claim's line (:func:`.verdicts.against_line`): pass when the whole interval is on
+against the claim's line (:func:`.verdicts.mean_check`): pass when the whole interval is on
 the claimed side, fail when it is wholly on the other, else inconclusive (also with fewer than
 2 runs). Beside U1 and U2, never scored, the same statistic of the runs' initial weights (the
 ``init_*`` columns: the untrained network), which shows what the claim says before training.
@@ -45,15 +45,14 @@ from .verdicts import (
     Claim,
     Outcome,
     Verdict,
-    against_line,
     headline,
+    mean_check,
     tally,
     trend_check,
     verdict_of,
 )
 
 MIN_SWEEP_LAMBDAS = 3  # fewest distinct λ of a sweep (U5)
-MIN_RUNS = 2  # fewest runs a t-interval is computed from
 DECISION = (
     "A study with fewer than 2 reference runs has too few points (no interval) and does not "
     "decide. Holds iff every study tested passes; does not hold if one fails; else (or when no "
@@ -124,31 +123,17 @@ def percent(value) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
 
-def interval_text(value, low, high, scale: float = 1.0, digits: str = ".3g") -> str:
-    """The text "v [low, high]" (scaled), or "v (no interval)" with fewer than 2 runs."""
+def interval_text(value, low, high, digits: str = ".3g") -> str:
+    """The text "v [low, high]", or "v (no interval)" with fewer than 2 runs."""
     if value is None or not math.isfinite(value):
         return "—"
-    text = f"{value * scale:{digits}}"
+    text = f"{value:{digits}}"
     if low is None or not math.isfinite(low):
         return text + " (no interval)"
-    return text + f" [{low * scale:{digits}}, {high * scale:{digits}}]"
+    return text + f" [{low:{digits}}, {high:{digits}}]"
 
 
 # ------------------------------------------------------------------------- decision rules
-def judged(values, line: float, want: str, what: str) -> tuple[float, float, float, Check]:
-    """The mean of ``values`` (one per run) with its t-interval, against ``line``: pass when the
-    whole interval is on the ``want`` side, fail when wholly on the other, else inconclusive;
-    too few points with fewer than MIN_RUNS runs (no interval): such a group does not decide
-    the claim, which is inconclusive when no group could be tested.
-    """
-    mean, low, high = t_interval(values)
-    n = int(np.isfinite(np.asarray(values, dtype=float)).sum())
-    if n < MIN_RUNS:
-        note = f"too few points: {n} run(s), an interval needs {MIN_RUNS}"
-        return mean, low, high, Check(Outcome.TOO_FEW, note)
-    return mean, low, high, against_line(mean, low, high, line, want, what)
-
-
 def initial_networks(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per distinct initial network among ``runs``: runs of one dataset and seed start
     from the same weights, so the untrained baseline's replicates are the (dataset, seed) pairs.
@@ -180,29 +165,6 @@ def automatic(check: Check, untrained: float, line: float, want: str) -> Check:
     return Check(check.outcome, note)
 
 
-def weakest(details: list[dict]) -> dict | None:
-    """The counted row a multi-part claim's headline shows: a failing one, else an
-    inconclusive one, else the one whose interval end lies nearest its own line.
-    """
-    rows = [d for d in details if d["result"].counted and d.get("value") is not None]
-    for outcome in (Outcome.FAIL, Outcome.INCONCLUSIVE):
-        if chosen := [d for d in rows if d["result"].outcome is outcome]:
-            return chosen[0]
-
-    def margin(d: dict) -> float:
-        gap = d["line"] - d["high"] if d["pass_if"] == "<" else d["low"] - d["line"]
-        return gap / abs(d["line"]) if d["line"] else gap
-
-    return min(rows, key=margin) if rows else None
-
-
-def with_headline(claim: Claim, row: dict | None, line: float | None = None) -> Claim:
-    if row is not None:
-        claim.value, claim.low, claim.high = row["value"], row["low"], row["high"]
-        claim.line = row.get("line", line) if line is None else line
-    return claim
-
-
 def runs_counted(details: list[dict]) -> int:
     """The runs a claim's verdict rests on: those of the studies with a counted trained row."""
     tested = {
@@ -231,7 +193,71 @@ def study_row(study: str, group: pd.DataFrame, networks: str | None, stats: tupl
     }
 
 
-# ------------------------------------------------------------------------------------- U1
+def decided(claim_id, statement, rule, statistic, details, measure, n, want=None, line=None):
+    """A claim on ``n`` runs decided by :func:`.verdicts.verdict_of` over ``details``, headed
+    by :func:`.verdicts.headline`: against ``line`` on the ``want`` side or, where they are
+    None, against each row's own line and side.
+    """
+    top = headline(details, want)
+    return Claim(
+        claim_id,
+        statement,
+        rule,
+        verdict_of([d["result"] for d in details]),
+        statistic,
+        details,
+        n=n,
+        measure=measure,
+        value=None if top is None else top["value"],
+        low=None if top is None else top["low"],
+        high=None if top is None else top["high"],
+        line=line if line is not None or top is None else top["line"],
+    )
+
+
+# ---------------------------------------------------------------------------------- U1, U2
+def trained_and_untrained(
+    claim_id, statement, rule, runs, column, init_column, line, want, what, mlus=False
+) -> Claim:
+    """U1 and U2: per study, the mean of ``column`` over the reference runs judged against
+    ``line`` (:func:`.verdicts.mean_check`, claimed side ``want``), the untrained networks'
+    mean of ``init_column`` beside it as a control (:func:`automatic` when it passes too);
+    ``mlus`` adds both rows' mean MLU and plain-SVD MLU.
+    """
+    details = []
+    for study, group in runs.groupby("study", sort=True):
+        initial = initial_networks(group)
+        value, low, high, check = mean_check(group[column], line, want, what)
+        untrained = beside(initial[init_column], line, what)
+        check = automatic(check, untrained[0], line, want)
+        columns = ("mlu", "svd_mlu") if mlus else ()
+        trained_mlus = {c: group[c].mean() for c in columns}
+        details.append(
+            study_row(study, group, TRAINED, (value, low, high, check), line=line, **trained_mlus)
+        )
+        initial_mlus = {c: initial[f"init_{c}"].mean() for c in columns}
+        details.append(study_row(study, initial, UNTRAINED, untrained, line=line, **initial_mlus))
+    pairs = []
+    for t, u in zip(details[::2], details[1::2], strict=True):
+        text = (
+            f"{t['study']} {interval_text(t['value'], t['low'], t['high'])} "
+            f"({interval_text(u['value'], u['low'], u['high'])}), n = {t['n']}"
+        )
+        if mlus:
+            text += (
+                f"; MLU {percent(t['mlu'])}, {percent(t['svd_mlu'])} (untrained "
+                f"{percent(u['mlu'])}, {percent(u['svd_mlu'])})"
+            )
+        pairs.append(text)
+    n = runs_counted(details)
+    statistic = (
+        f"{tally([d['result'] for d in details], 'studies')}; n = {n} of {len(runs)} reference "
+        f"runs in studies tested; mean {what} [95% interval] per study, trained (untrained)"
+        f"{'; mean MLU, plain-SVD MLU' if mlus else ''}: " + "; ".join(pairs)
+    )
+    return decided(claim_id, statement, rule, statistic, details, f"mean {what}", n, want, line)
+
+
 def claim_u1(utilization, compression, thresholds) -> Claim:
     """U1: per study, the mean plain-SVD MLU of the reference runs, wholly above
     u1_min_svd_utilization; the untrained baseline beside.
@@ -254,42 +280,11 @@ def claim_u1(utilization, compression, thresholds) -> Claim:
     runs = reference(per_run(utilization, e), thresholds)
     if runs.empty:
         return no_reference("U1", statement, rule, thresholds)
-    details = []
-    for study, group in runs.groupby("study", sort=True):
-        what = "plain-SVD MLU"
-        trained = judged(group["svd_mlu"], line, ">", what)
-        initial = initial_networks(group)
-        untrained = beside(initial["init_svd_mlu"], line, what)
-        check = automatic(trained[3], untrained[0], line, ">")
-        details.append(study_row(study, group, TRAINED, (*trained[:3], check), line=line))
-        details.append(study_row(study, initial, UNTRAINED, untrained, line=line))
-    checks = [d["result"] for d in details]
-    n = runs_counted(details)
-    statistic = (
-        f"{tally(checks, 'studies')}; n = {n} of {len(runs)} reference runs in studies tested; "
-        "mean plain-SVD MLU [95% interval] "
-        "per study, trained (untrained): "
-        + "; ".join(
-            f"{t['study']} {interval_text(t['value'], t['low'], t['high'])} "
-            f"({interval_text(u['value'], u['low'], u['high'])}), n = {t['n']}"
-            for t, u in zip(details[::2], details[1::2], strict=True)
-        )
+    return trained_and_untrained(
+        "U1", statement, rule, runs, "svd_mlu", "init_svd_mlu", line, ">", "plain-SVD MLU"
     )
-    claim = Claim(
-        "U1",
-        statement,
-        rule,
-        verdict_of(checks),
-        statistic,
-        details,
-        n=n,
-        measure="mean plain-SVD MLU",
-        line=line,
-    )
-    return with_headline(claim, headline(details, ">"), line)
 
 
-# ------------------------------------------------------------------------------------- U2
 def claim_u2(utilization, compression, thresholds) -> Claim:
     """U2: per study, the mean MLU / plain-SVD MLU of the reference runs, wholly below
     u2_max_mlu_ratio; the untrained baseline's ratio beside.
@@ -315,63 +310,34 @@ def claim_u2(utilization, compression, thresholds) -> Claim:
         ratio=runs["mlu"] / runs["svd_mlu"].where(runs["svd_mlu"] > 0),
         init_ratio=runs["init_mlu"] / runs["init_svd_mlu"].where(runs["init_svd_mlu"] > 0),
     )
-    details = []
-    for study, group in runs.groupby("study", sort=True):
-        what = "MLU / plain-SVD MLU"
-        initial = initial_networks(group)
-        trained = judged(group["ratio"], line, "<", what)
-        check = automatic(trained[3], initial["init_ratio"].mean(), line, "<")
-        details.append(
-            study_row(
-                study,
-                group,
-                TRAINED,
-                (*trained[:3], check),
-                line=line,
-                mlu=group["mlu"].mean(),
-                svd_mlu=group["svd_mlu"].mean(),
-            )
-        )
-        details.append(
-            study_row(
-                study,
-                initial,
-                UNTRAINED,
-                beside(initial["init_ratio"], line, what),
-                line=line,
-                mlu=initial["init_mlu"].mean(),
-                svd_mlu=initial["init_svd_mlu"].mean(),
-            )
-        )
-    checks = [d["result"] for d in details]
-    n = runs_counted(details)
-    statistic = (
-        f"{tally(checks, 'studies')}; n = {n} of {len(runs)} reference runs in studies tested; "
-        "mean MLU / plain-SVD MLU [95% "
-        "interval] per study, trained (untrained); mean MLU, plain-SVD MLU: "
-        + "; ".join(
-            f"{t['study']} {interval_text(t['value'], t['low'], t['high'])} "
-            f"({interval_text(u['value'], u['low'], u['high'])}), n = {t['n']}; MLU "
-            f"{percent(t['mlu'])}, {percent(t['svd_mlu'])} (untrained {percent(u['mlu'])}, "
-            f"{percent(u['svd_mlu'])})"
-            for t, u in zip(details[::2], details[1::2], strict=True)
-        )
+    return trained_and_untrained(
+        "U2", statement, rule, runs, "ratio", "init_ratio", line, "<", "MLU / plain-SVD MLU", True
     )
-    claim = Claim(
-        "U2",
-        statement,
-        rule,
-        verdict_of(checks),
-        statistic,
-        details,
-        n=n,
-        measure="mean MLU / plain-SVD MLU",
-        line=line,
-    )
-    return with_headline(claim, headline(details, "<"), line)
 
 
-# ------------------------------------------------------------------------------------- U3
+# ---------------------------------------------------------------------------------- U3, U4
+def part_rows(study, group, parts, image_columns=(), **extra) -> list[dict]:
+    """A study's detail rows of a multi-part claim, one per (part, column, line, want): the
+    mean of ``column`` over ``group`` judged against the part's own line
+    (:func:`.verdicts.mean_check`); each row carries its line, claimed side, the ``extra``
+    columns and, for ``image_columns``, the mean in test images.
+    """
+    return [
+        study_row(
+            study,
+            group,
+            None,
+            mean_check(group[column], line, want, part[4:]),
+            part=part,
+            line=line,
+            pass_if=want,
+            **extra,
+            test_images=images(group, column if column in image_columns else None),
+        )
+        for part, column, line, want in parts
+    ]
+
+
 def claim_u3(utilization, compression, thresholds) -> Claim:
     """U3: per study, (a) the mean largest layer output error below u3_error_factor·√(1 − e)
     and (b) the mean accuracy drop of the projected network below u3_max_acc_drop.
@@ -396,27 +362,16 @@ def claim_u3(utilization, compression, thresholds) -> Claim:
     if runs.empty:
         return no_reference("U3", statement, rule, thresholds)
     runs = runs.assign(drop=runs["test_acc"] - runs["network_test_acc"])
-    details = []
-    for study, group in runs.groupby("study", sort=True):
-        for part, column, line in (
-            ("(a) largest layer output error", "max_layer_error", limit),
-            ("(b) projected network's accuracy drop", "drop", max_drop),
-        ):
-            stats = judged(group[column], line, "<", part[4:])
-            details.append(
-                study_row(
-                    study,
-                    group,
-                    None,
-                    stats,
-                    part=part,
-                    line=line,
-                    pass_if="<",
-                    test_images=images(group, column if column == "drop" else None),
-                )
-            )
-    checks = [d["result"] for d in details]
-    n = runs_counted(details)
+    parts = (
+        ("(a) largest layer output error", "max_layer_error", limit, "<"),
+        ("(b) projected network's accuracy drop", "drop", max_drop, "<"),
+    )
+    details = [
+        row
+        for study, group in runs.groupby("study", sort=True)
+        for row in part_rows(study, group, parts, image_columns=("drop",))
+    ]
+    checks, n = [d["result"] for d in details], runs_counted(details)
     statistic = (
         f"{tally(checks, 'study parts')}; n = {n} of {len(runs)} reference runs in studies "
         "tested; mean [95% interval] per study: "
@@ -426,17 +381,8 @@ def claim_u3(utilization, compression, thresholds) -> Claim:
             for d in details
         )
     )
-    claim = Claim(
-        "U3",
-        statement,
-        rule,
-        verdict_of(checks),
-        statistic,
-        details,
-        n=n,
-        measure="mean largest layer error; mean accuracy drop",
-    )
-    return with_headline(claim, weakest(details))
+    measure = "mean largest layer error; mean accuracy drop"
+    return decided("U3", statement, rule, statistic, details, measure, n)
 
 
 # ------------------------------------------------------------------------------------- U4
@@ -528,51 +474,24 @@ def claim_u4(utilization, compression, thresholds) -> Claim:
     if runs.empty:
         return no_reference("U4", statement, rule, thresholds)
     counted = runs[runs["layers_factorized"] > 0]
+    parts = (
+        ("(a) accuracy drop after fine-tuning", "drop", max_drop, "<"),
+        ("(b) data-driven − plain SVD, before fine-tuning", "gain_before", 0.0, ">"),
+        ("(c) data-driven − plain SVD, after fine-tuning", "gain_after", 0.0, ">"),
+    )
+    image_columns = [column for _, column, _, _ in parts]  # every part is an accuracy
+    not_applicable = Check(
+        Outcome.NOT_APPLICABLE, "not applicable: no layer saves parameters at its utilized rank"
+    )
     details = []
     for study, group in runs.groupby("study", sort=True):
         usable = group[group["layers_factorized"] > 0]
         if usable.empty:
-            details.append(
-                study_row(
-                    study,
-                    group,
-                    None,
-                    (
-                        None,
-                        None,
-                        None,
-                        Check(
-                            Outcome.NOT_APPLICABLE,
-                            "not applicable: no layer saves parameters at its utilized rank",
-                        ),
-                    ),
-                    part="",
-                    line=None,
-                    pass_if="",
-                    param_fraction=None,
-                    test_images="",
-                )
-            )
+            empty = dict(part="", line=None, pass_if="", param_fraction=None, test_images="")
+            details.append(study_row(study, group, None, (None,) * 3 + (not_applicable,), **empty))
             continue
-        for part, column, line, want in (
-            ("(a) accuracy drop after fine-tuning", "drop", max_drop, "<"),
-            ("(b) data-driven − plain SVD, before fine-tuning", "gain_before", 0.0, ">"),
-            ("(c) data-driven − plain SVD, after fine-tuning", "gain_after", 0.0, ">"),
-        ):
-            stats = judged(usable[column], line, want, part[4:])
-            details.append(
-                study_row(
-                    study,
-                    usable,
-                    None,
-                    stats,
-                    part=part,
-                    line=line,
-                    pass_if=want,
-                    param_fraction=usable["param_fraction"].mean(),
-                    test_images=images(usable, column),
-                )
-            )
+        fraction = usable["param_fraction"].mean()
+        details += part_rows(study, usable, parts, image_columns, param_fraction=fraction)
     checks = [d["result"] for d in details]
     n = runs_counted(details)
     if len(counted):
@@ -590,17 +509,8 @@ def claim_u4(utilization, compression, thresholds) -> Claim:
         )
     else:
         statistic = "no reference run has a layer whose utilized rank saves parameters"
-    claim = Claim(
-        "U4",
-        statement,
-        rule,
-        verdict_of(checks),
-        statistic,
-        details,
-        n=n,
-        measure="mean accuracy drop; mean data-driven − plain-SVD accuracy",
-    )
-    return with_headline(claim, weakest(details))
+    measure = "mean accuracy drop; mean data-driven − plain-SVD accuracy"
+    return decided("U4", statement, rule, statistic, details, measure, n)
 
 
 # ------------------------------------------------------------------------------------- U5
@@ -686,18 +596,8 @@ def claim_u5(utilization, compression, thresholds) -> Claim:
         )
     else:
         statistic = f"no (study, dataset) with ≥ {MIN_SWEEP_LAMBDAS} values of λ"
-    claim = Claim(
-        "U5",
-        statement,
-        rule,
-        verdict_of(checks),
-        statistic,
-        details,
-        n=n,
-        measure="mean Spearman ρ(λ, MLU) within seeds",
-        line=0.0,
-    )
-    return with_headline(claim, headline(details, "<"), 0.0)
+    measure = "mean Spearman ρ(λ, MLU) within seeds"
+    return decided("U5", statement, rule, statistic, details, measure, n, "<", 0.0)
 
 
 # ------------------------------------------------------------------------------------- UI

@@ -14,6 +14,12 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from .statistics import t_interval
+
+MIN_RUNS = 2  # fewest runs a t-interval is computed from (mean_check)
+
 
 class Verdict(enum.StrEnum):
     """A claim's conclusion, as written in the report."""
@@ -99,6 +105,19 @@ def against_line(value: float, low: float, high: float, line: float, want: str, 
     return Check(Outcome.INCONCLUSIVE, f"inconclusive: interval of {what} straddles {line:g}")
 
 
+def mean_check(values, line: float, want: str, what: str) -> tuple[float, float, float, Check]:
+    """(mean, low, high, check): the mean of ``values`` (one per run) with its t-interval
+    across runs, judged against ``line`` by :func:`against_line`; too few points with fewer
+    than MIN_RUNS finite values (no interval), which does not decide the claim.
+    """
+    mean, low, high = t_interval(values)
+    n = int(np.isfinite(np.asarray(values, dtype=float)).sum())
+    if n < MIN_RUNS:
+        note = f"too few points: {n} run(s), an interval needs {MIN_RUNS}"
+        return mean, low, high, Check(Outcome.TOO_FEW, note)
+    return mean, low, high, against_line(mean, low, high, line, want, what)
+
+
 def trend_check(trend, want: str, alpha: float, what: str) -> Check:
     """A :class:`~.statistics.Trend` against its claimed sign (``want`` "<" or ">"): pass when
     the one-sided permutation p in the claimed direction is ≤ α and the interval across
@@ -170,10 +189,15 @@ class Claim:
         }
 
 
-def headline(details: list[dict], want: str) -> dict | None:
+def headline(details: list[dict], want: str | None = None) -> dict | None:
     """The counted detail row a claim's summary shows: a failing one if any, else an
-    inconclusive one, else a passing one; among those, the one whose interval end is nearest
-    the wrong side (the weakest support). Rows without a finite value are skipped.
+    inconclusive one, else a passing one; among those, the weakest support: the one whose
+    interval end (its value where there is no interval) lies nearest the wrong side of 0 for a
+    claimed side ``want``. Rows with their own ``pass_if`` and ``line`` (the parts of a
+    multi-part claim) are read against those instead; as parts on different scales do not
+    compare, a failing or inconclusive part is the first one, and a passing part the one
+    nearest its line relative to the line (absolutely for a line at 0). Rows without a finite
+    value are skipped.
     """
     rows = [
         d
@@ -186,10 +210,14 @@ def headline(details: list[dict], want: str) -> dict | None:
             break
     else:
         return None
+    if outcome is not Outcome.PASS and any(d.get("pass_if") for d in candidates):
+        return candidates[0]
 
-    def weakness(d: dict) -> float:
-        end = d["high"] if want == "<" else d["low"]
+    def margin(d: dict) -> float:
+        side, line = (d["pass_if"], d["line"]) if d.get("pass_if") else (want, 0.0)
+        end = d["high"] if side == "<" else d["low"]
         end = end if end is not None and math.isfinite(end) else d["value"]
-        return end if want == "<" else -end
+        gap = line - end if side == "<" else end - line
+        return gap / abs(line) if line else gap
 
-    return max(candidates, key=weakness)
+    return min(candidates, key=margin)
