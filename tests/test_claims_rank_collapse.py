@@ -260,6 +260,12 @@ def test_p_fails_when_deeper_inputs_vary_less_but_distances_grow():
         "too few points",
         "information only",  # the tcv_relative row beside it
     }
+    # Each row names the variability it is judged on, so the information row is told apart.
+    rows = [d for d in p["details"] if d["across"] == "layers" and d["weight_decay"] == 1e-2]
+    assert {(d["variability"], d["outcome"]) for d in rows} == {
+        ("ss_ratio", "fail"),
+        ("tcv_relative", "information only"),
+    }
 
 
 def test_single_lambda_studies_are_not_judged_on_trends():

@@ -463,14 +463,14 @@ def claim_p(table: pd.DataFrame, thresholds: dict) -> Claim:
     ):
         for measure in measures:
             row = trend_row(
-                group, variability, measure, ">", alpha, 2,
-                across="layers", study=study, dataset=dataset, weight_decay=wd,
+                group, variability, measure, ">", alpha, 2, across="layers",
+                study=study, dataset=dataset, weight_decay=wd, variability=variability,
             )  # fmt: skip
             details.append(row)
         if "tcv_relative" in group and variability != "tcv_relative":
             row = trend_row(
-                group, "tcv_relative", measures[0], ">", alpha, 2,
-                across="layers", study=study, dataset=dataset, weight_decay=wd,
+                group, "tcv_relative", measures[0], ">", alpha, 2, across="layers",
+                study=study, dataset=dataset, weight_decay=wd, variability="tcv_relative",
             )  # fmt: skip
             details.append(relabel(row, Outcome.INFORMATION, "information only"))
     synthetic = synthetic_studies(rows)
@@ -479,8 +479,8 @@ def claim_p(table: pd.DataFrame, thresholds: dict) -> Claim:
     ):
         for measure in measures:
             row = trend_row(
-                group, variability, measure, ">", alpha, 2,
-                across="spreads", study=study, layer=layer, weight_decay=wd,
+                group, variability, measure, ">", alpha, 2, across="spreads",
+                study=study, layer=layer, weight_decay=wd, variability=variability,
             )  # fmt: skip
             details.append(row)
     return claim_record(
