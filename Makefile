@@ -7,7 +7,7 @@ SNAKEMAKE_ARGS ?=
 # Jobs call `python`, `jupytext` and `papermill`: the environment's own.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run report test lint bench clean-results
+.PHONY: setup run report test lint bench archive import spot-check clean-results
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 
 test: setup ## the whole test suite (unit tests, lint, workflow smoke run)
 	$(BIN)/python -m pytest
+
+archive: setup ## the results archive of the run (results/results-archive.tar; README, reviewers)
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) results/results-archive.tar
+
+import: setup ## verify and unpack ARCHIVE=path/to/results-archive.tar; then `make run`
+	$(if $(ARCHIVE),,$(error name the archive: make import ARCHIVE=path/to/results-archive.tar))
+	$(BIN)/python -m rankcollapse import-archive $(ARCHIVE) --dest .
+
+spot-check: setup ## re-train RUNS runs of an imported archive (drawn with SEED) and compare
+	$(BIN)/python -m rankcollapse spot-check --runs $(or $(RUNS),1) --seed $(or $(SEED),0) --cores $(CORES) $(foreach r,$(RUN),--run $(r))
 
 bench: setup ## performance benchmark with ratios (not part of the tests; about 1.5 hours)
 	$(BIN)/python benchmarks/benchmark.py $(BENCH_ARGS)

@@ -1,6 +1,8 @@
 """Command line of the pipeline: each Snakemake rule runs one subcommand of the same name
 (dashes for underscores), which calls the function of that name in the module of that name.
 Only argument parsing lives here; every value comes from the rule (defaults: the schema).
+Two commands are a reviewer's, run by make rather than by a rule (BY_HAND); the same holds
+for them, with the values from the Makefile.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import sys
 
 from .errors import DataError
+
+BY_HAND = ("import-archive", "spot-check")
 
 
 def log(message: str) -> None:
@@ -104,6 +108,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--thresholds", type=json.loads, required=True, help="claims section (JSON)")
     s.add_argument("--markdown", required=True)
     s.add_argument("--json-path", required=True)
+
+    s = sub.add_parser("export-archive", help="the results archive of a finished run's config")
+    s.add_argument("--files", dest="files_in", nargs="+", required=True, help="files archived")
+    s.add_argument("--claims", nargs="+", required=True, help="claims.md and claims.json")
+    s.add_argument("--config", type=json.loads, required=True, help="resolved config (JSON)")
+    s.add_argument("--out", required=True, help="output: the archive (tar)")
+    s.add_argument("--checksum", required=True, help="output: its SHA-256 (text)")
+
+    s = sub.add_parser("import-archive", help="verify a results archive and unpack it")
+    s.add_argument("archive_path", metavar="ARCHIVE", help="the tar written by `make archive`")
+    s.add_argument("--dest", required=True, help="the checkout to unpack into")
+
+    s = sub.add_parser("spot-check", help="re-run archived runs from scratch and compare")
+    _numbers(s, "--runs", help="how many runs to draw at random")
+    _numbers(s, "--seed", help="seed of the random draw")
+    s.add_argument("--run", action="append", help="a run to check (study/dataset/wd~λ/seed~s)")
+    s.add_argument("--cores", required=True, help="Snakemake's --cores for the re-run")
     return p
 
 

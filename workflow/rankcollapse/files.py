@@ -211,8 +211,8 @@ def read_history(path: Path | str, recorded: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- a trained run's files
 
 
-def provenance(device: torch.device) -> dict:
-    """Where and with what a result was made: git commit, versions, device, threads."""
+def git_commit() -> str:
+    """The checkout's commit, with ``-dirty`` when tracked files differ from it."""
     repo = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
@@ -224,8 +224,13 @@ def provenance(device: torch.device) -> dict:
 
     commit = git("rev-parse", "HEAD") or "unknown"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return commit + ("-dirty" if dirty else "")
+
+
+def provenance(device: torch.device) -> dict:
+    """Where and with what a result was made: git commit, versions, device, threads."""
     return {
-        "git_commit": commit + ("-dirty" if dirty else ""),
+        "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

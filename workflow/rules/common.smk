@@ -39,6 +39,13 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
+if FROM_ARCHIVE and config != load_config_file("results/archive/config.yaml"):
+    raise WorkflowError(
+        "results/ holds an imported results archive (results/archive/manifest.json) made with "
+        "another config than this one: run `snakemake --cores all` without --configfile or "
+        "--config to build its figures, or move results/ away to run this config from scratch."
+    )
+
 FIGURES = [
     "rank_vs_weight_decay",
     "variability_vs_weight_decay",
@@ -182,6 +189,30 @@ def all_targets():
             ]
             targets.append(f"results/notebooks/{study}/{figure}.ipynb")
     return targets
+
+
+def archive_files():
+    """What the results archive holds besides its own files: every study table and, per run,
+    what a figure, a claim or a spot-check reads (weights when archive.weights).
+    """
+    names = ["metadata.json", "history.csv", "layers.parquet", "spectra.safetensors"]
+    names += ["model.safetensors"] if config["archive"]["weights"] else []
+    found = []
+    for study in config["studies"]:
+        found += [
+            f"results/tables/{study}/{t}.parquet"
+            for t in ("layers", "history", "spectra")
+        ]
+        for name in names:
+            found += study_run_files(study, name)
+        if study in UTILIZATION["studies"]:
+            found += [
+                f"results/tables/{study}/{t}.parquet"
+                for t in ("utilization", "compression")
+            ]
+            found += study_run_files(study, "utilization.parquet")
+            found += study_compression_tables(study)
+    return found
 
 
 def train_gpus(device):
