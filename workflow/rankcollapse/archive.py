@@ -33,10 +33,11 @@ MANIFEST = f"{ARCHIVE_DIR}/manifest.json"
 CONFIG = f"{ARCHIVE_DIR}/config.yaml"
 # A run's folder, as RUN_DIR in common.smk writes it.
 RUN_DIR = re.compile(r"results/runs/([^/]+)/([^/]+)/wd~([^/]+)/seed~([^/]+)")
-# Values that record when or how long, not what: left out of a spot-check's comparison.
-TIMING_COLUMNS = frozenset({"seconds", "train_seconds"})
+# Values that record when, how long or by which commit, not what: left out of a spot-check's
+# comparison (the commits are reported beside it).
+NOT_COMPARED = frozenset({"seconds", "train_seconds", "git_commit"})
 # Metadata keys that hash or name such values, or the run's own history of restarts.
-VOLATILE_KEYS = TIMING_COLUMNS | {"history_sha256", "resumed_from", "sha256"}
+VOLATILE_KEYS = NOT_COMPARED | {"history_sha256", "resumed_from", "sha256"}
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -68,6 +68,13 @@ def export_archive(files_in, claims, config, out, checksum, log) -> None:
         "git_commit": commit,
         "config_hash": config_hash,
         "runs": runs,
+        "trained_at": sorted(
+            {
+                files.read_json(n).get("git_commit", "unknown")
+                for n in names
+                if n.endswith("metadata.json")
+            }
+        ),
         "files": {
             **{
                 n: {"bytes": Path(n).stat().st_size, "sha256": archive.sha256_file(n)}

@@ -75,10 +75,10 @@ def import_archive(archive_path, dest, log) -> None:
     here = files.git_commit()
     log(
         f"{archive_path}: {len(contents)} files verified and unpacked into {dest / 'results'}; "
-        f"{len(manifest['runs'])} runs, config {manifest['config_hash']}, made at commit "
-        f"{manifest['git_commit']}."
+        f"{len(manifest['runs'])} runs, config {manifest['config_hash']}, trained at "
+        f"{', '.join(manifest['trained_at'])}, archived at {manifest['git_commit']}."
     )
-    if here != manifest["git_commit"]:
+    if {here} != set(manifest["trained_at"]):
         log(
             f"note: this checkout is at {here}; figures and claims are built by this code, and "
             "a spot-check compares this code's numbers with the archive's."

@@ -39,7 +39,7 @@ def choose(runs: list[str], chosen: list[str], count: int, seed: int) -> list[st
 
 def table_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     """Columns whose values differ (NaN equal to NaN), with how many cells and by how much."""
-    old, new = (t.drop(columns=[c for c in t if c in archive.TIMING_COLUMNS]) for t in (old, new))
+    old, new = (t.drop(columns=[c for c in t if c in archive.NOT_COMPARED]) for t in (old, new))
     if list(old.columns) != list(new.columns) or len(old) != len(new):
         return [f"shape or columns differ: {old.shape} {list(old.columns)} vs {new.shape}"]
     found = []
@@ -135,12 +135,13 @@ def spot_check(runs, run, seed, cores, log) -> None:
     if differing:
         raise DataError(
             f"{len(differing)} of {len(targets)} archived files differ from what this checkout "
-            f"(commit {files.git_commit()}, archive made at {manifest['git_commit']}) "
+            f"(commit {files.git_commit()}; trained at {', '.join(manifest['trained_at'])}) "
             "produces:\n" + "\n".join(lines) + "\nEqual values are expected on the CPU at the "
             "archive's commit; on another commit, device or thread count, compare the sizes of "
             "the differences with the effects the figures show."
         )
     log(
-        f"all {len(targets)} files equal in every value (timing fields "
-        f"{', '.join(sorted(archive.TIMING_COLUMNS))} left out)"
+        f"all {len(targets)} files equal in every value ({', '.join(sorted(archive.NOT_COMPARED))}"
+        f" left out; trained at {', '.join(manifest['trained_at'])}, re-made at "
+        f"{files.git_commit()})"
     )
