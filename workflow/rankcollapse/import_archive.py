@@ -36,8 +36,21 @@ def read_manifest(archive_path, tar: tarfile.TarFile, found: dict) -> dict:
     return manifest
 
 
-def verified(archive_path) -> tuple[dict, dict[str, bytes]]:
-    """(manifest, every file's bytes by name), each file checked against the manifest."""
+def checked(archive_path, tar: tarfile.TarFile, member: tarfile.TarInfo, sha256: str) -> bytes:
+    """A member's bytes, DataError unless their SHA-256 is the manifest's."""
+    data = tar.extractfile(member).read()
+    if (digest := archive.sha256_bytes(data)) != sha256:
+        raise DataError(
+            f"{archive_path}: {member.name} is not what was archived: its SHA-256 is {digest}, "
+            f"the manifest records {sha256}. The archive is damaged or was altered. {REFETCH}"
+        )
+    return data
+
+
+def unpack(archive_path, dest: Path | None) -> dict:
+    """The manifest, every file checked against it, one at a time; each written below
+    ``dest`` when given (the second pass, after a first that writes nothing).
+    """
     found = archive.members(archive_path)
     with tarfile.open(archive_path) as tar:
         manifest = read_manifest(archive_path, tar, found)
@@ -46,19 +59,14 @@ def verified(archive_path) -> tuple[dict, dict[str, bytes]]:
             raise DataError(f"{archive_path}: {extra[0]} is not in its manifest. {REFETCH}")
         if missing := sorted(set(listed) - set(found)):
             raise DataError(f"{archive_path}: {missing[0]} is listed but missing. {REFETCH}")
-        contents = {}
         for name, entry in sorted(listed.items()):
-            data = tar.extractfile(found[name]).read()
-            digest = archive.sha256_bytes(data)
-            if digest != entry["sha256"]:
-                raise DataError(
-                    f"{archive_path}: {name} is not what was archived: its SHA-256 is "
-                    f"{digest}, the manifest records {entry['sha256']}. The archive is damaged "
-                    f"or was altered. {REFETCH}"
-                )
-            contents[name] = data
-    contents[archive.MANIFEST] = json.dumps(manifest, indent=2).encode()
-    return manifest, contents
+            data = checked(archive_path, tar, found[name], entry["sha256"])
+            if dest is not None:
+                files.write_atomic(dest / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        if dest is not None:
+            data = tar.extractfile(found[archive.MANIFEST]).read()
+            files.write_atomic(dest / archive.MANIFEST, lambda tmp: Path(tmp).write_bytes(data))
+    return manifest
 
 
 def import_archive(archive_path, dest, log) -> None:
@@ -69,12 +77,12 @@ def import_archive(archive_path, dest, log) -> None:
             f"results. Move {dest / 'results'} away (or import into a fresh clone), then run "
             "the import again."
         )
-    manifest, contents = verified(archive_path)
-    for name, data in contents.items():
-        files.write_atomic(dest / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+    unpack(archive_path, None)
+    manifest = unpack(archive_path, dest)
     here = files.git_commit()
     log(
-        f"{archive_path}: {len(contents)} files verified and unpacked into {dest / 'results'}; "
+        f"{archive_path}: {len(manifest['files']) + 1} files verified and unpacked into "
+        f"{dest / 'results'}; "
         f"{len(manifest['runs'])} runs, config {manifest['config_hash']}, trained at "
         f"{', '.join(manifest['trained_at'])}, archived at {manifest['git_commit']}."
     )
