@@ -142,6 +142,11 @@ def test_a_damaged_archive_is_refused_naming_the_file(exported, tmp_path):
     code, out = run_cli(dest, "import-archive", str(damaged), "--dest", ".")
     assert code == 1 and f"{name} is not what was archived" in out and "Traceback" not in out
     assert not (dest / "results").exists()  # nothing unpacked
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes((exported / ARCHIVE).read_bytes()[: offset + 300])
+    code, out = run_cli(dest, "import-archive", str(truncated), "--dest", ".")
+    assert code == 1 and "truncated" in out and "Traceback" not in out
+    assert not (dest / "results").exists()
     # An import over results already there is refused too.
     code, out = run_cli(exported, "import-archive", str(exported / ARCHIVE), "--dest", ".")
     assert code == 1 and "already exists" in out

@@ -38,7 +38,12 @@ def read_manifest(archive_path, tar: tarfile.TarFile, found: dict) -> dict:
 
 def checked(archive_path, tar: tarfile.TarFile, member: tarfile.TarInfo, sha256: str) -> bytes:
     """A member's bytes, DataError unless their SHA-256 is the manifest's."""
-    data = tar.extractfile(member).read()
+    try:
+        data = tar.extractfile(member).read()
+    except (OSError, tarfile.TarError) as error:
+        raise DataError(
+            f"{archive_path}: {member.name} cannot be read ({error}). {REFETCH}"
+        ) from None
     if (digest := archive.sha256_bytes(data)) != sha256:
         raise DataError(
             f"{archive_path}: {member.name} is not what was archived: its SHA-256 is {digest}, "
