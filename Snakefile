@@ -6,7 +6,8 @@ min_version("9.0")
 
 
 # A results archive imported here (`make import`) brings its own config, and its tables are
-# this DAG's sources: only the figures, claims and report are built from them.
+# this DAG's sources: only the figures, claims and report are built from them (paths as in
+# rankcollapse.archive, which is importable only once common.smk has set the path).
 FROM_ARCHIVE = Path("results/archive/manifest.json").is_file()
 
 # The default study, unless configs are named with --configfile: merging the two would run

@@ -9,6 +9,7 @@ import json
 import tarfile
 import time
 from importlib import metadata
+from itertools import chain
 from pathlib import Path
 
 import yaml
@@ -75,22 +76,16 @@ def export_archive(files_in, claims, config, out, checksum, log) -> None:
                 if n.endswith("metadata.json")
             }
         ),
-        "files": {
-            **{
-                n: {"bytes": Path(n).stat().st_size, "sha256": archive.sha256_file(n)}
-                for n in names
-            },
-            **{n: {"bytes": len(d), "sha256": archive.sha256_bytes(d)} for n, d in extra.items()},
-        },
+        "files": {},  # filled as each file is written, so that each is read once
     }
 
     def write(tmp: str) -> None:
+        archived = chain(sorted(extra.items()), ((n, Path(n).read_bytes()) for n in names))
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            add(tar, archive.MANIFEST, json.dumps(manifest, indent=2).encode())
-            for name, data in sorted(extra.items()):
+            for name, data in archived:
+                manifest["files"][name] = {"bytes": len(data), "sha256": archive.sha256_bytes(data)}
                 add(tar, name, data)
-            for name in names:
-                add(tar, name, Path(name).read_bytes())
+            add(tar, archive.MANIFEST, json.dumps(manifest, indent=2).encode())
 
     files.write_atomic(out, write)
     digest = archive.sha256_file(out)

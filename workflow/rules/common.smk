@@ -20,6 +20,7 @@ os.environ.update(
     )
 )
 
+from rankcollapse.archive import CONFIG as ARCHIVE_CONFIG
 from rankcollapse.config import (
     CIFAR10_ARCHIVE,
     CIFAR10_FOLDERS,
@@ -39,7 +40,7 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-if FROM_ARCHIVE and config != load_config_file("results/archive/config.yaml"):
+if FROM_ARCHIVE and config != load_config_file(ARCHIVE_CONFIG):
     raise WorkflowError(
         "results/ holds an imported results archive (results/archive/manifest.json) made with "
         "another config than this one: run `snakemake --cores all` without --configfile or "
