@@ -68,7 +68,7 @@ def test_weight_decay_alone_leaves_the_predicted_share_of_the_initial_matrix():
             model,
             optimizer,
             data,
-            {"loss": "cross_entropy", "target_scale": 1.0},
+            sgd.supervised(model, {"loss": "cross_entropy", "target_scale": 1.0}),
             schedule,
             epoch,
             generator,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import files, sgd
-from .device import resolve_device, seed_everything
+from .device import resolve_device
 from .features import Features, split_test_set
 from .layers import replace_module, utilized_layers, weight_matrix, with_weights
 from .losses import evaluate, loss_spec
@@ -36,36 +36,6 @@ def compressed(model: nn.Module, matrices: dict[str, torch.Tensor], ranks: dict[
             replace_module(model, path, factorize(module, matrices[name], r))
             done.append(name)
     return model, done
-
-
-def finetune(
-    model: nn.Module,
-    data: Features,
-    epochs: int,
-    lr: float,
-    momentum: float,
-    batch_size: int,
-    weight_decay: float,
-    loss: dict,
-    seed: int,
-) -> list[dict]:
-    """End-to-end SGD fine-tuning (momentum, ``weight_decay`` = the run's λ, learning rate
-    decayed from ``lr`` to 0 by a cosine over the epochs) on the mean per-sample loss; one record
-    per epoch. A non-finite loss stops it.
-    """
-    if epochs == 0:
-        return []
-    batch_order = seed_everything(seed, data.train_x.device)
-    opt = sgd.optimizer(model, lr, momentum, weight_decay)
-    schedule = {"lr": lr, "schedule": "cosine", "epochs": epochs, "batch_size": batch_size}
-    history = []
-    for epoch in range(epochs):
-        train_loss, _ = sgd.sgd_epoch(model, opt, data, loss, schedule, epoch, batch_order)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss})
-        if not math.isfinite(train_loss):
-            break
-    model.eval()
-    return history
 
 
 def choose_energies(
@@ -157,7 +127,7 @@ def compress_run(
             "original_test_loss": test_loss,
         }
         before = evaluate(small, data.test_x, data.test_y, batch, loss)
-        history = finetune(small, data, loss=loss, **finetune_args)
+        history = sgd.finetune(small, data, loss=loss, **finetune_args)
         after = evaluate(small, data.test_x, data.test_y, batch, loss)
         for stage, (stage_loss, stage_acc) in (("before", before), ("after", after)):
             rows.append(

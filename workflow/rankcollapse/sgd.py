@@ -5,10 +5,13 @@ fine-tuning share.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from .device import seed_everything
 from .features import Features
 from .losses import per_sample_loss
 
@@ -71,19 +74,32 @@ def optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float)
     )
 
 
+def supervised(model: nn.Module, loss: dict):
+    """The batch objective of :func:`sgd_epoch` for labelled training: the mean per-sample
+    loss of ``model`` on the batch, and the number it classifies correctly.
+    """
+
+    def objective(x: torch.Tensor, y: torch.Tensor):
+        out = model(x)
+        return per_sample_loss(out, y, **loss).mean(), (out.argmax(1) == y).sum()
+
+    return objective
+
+
 def sgd_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     data: Features,
-    loss: dict,
+    objective: Callable,
     schedule: dict,
     epoch: int,
     batch_order: torch.Generator,
 ) -> tuple[float, float]:
     """SGD epoch ``epoch`` (counted from 0) of ``schedule["epochs"]``: steps of
     ``schedule["batch_size"]`` samples over a random order of the training set drawn from
-    ``batch_order``, each at the learning rate of :func:`learning_rate` for its step. Returns
-    the epoch's mean batch loss and accuracy, read on the host once.
+    ``batch_order``, each at the learning rate of :func:`learning_rate` for its step, on
+    ``objective(x, y)`` → (batch mean loss, correct count or None). Returns the epoch's mean
+    batch loss and accuracy (NaN without counts), read on the host once.
     """
     model.train()
     n, device = len(data.train_y), data.train_x.device
@@ -93,16 +109,52 @@ def sgd_epoch(
     # Sums stay on the device: one host synchronisation per epoch, not per step.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    counted = False
     order = torch.randperm(n, generator=batch_order, device=device)
     for i, idx in enumerate(order.split(batch)):
         for group in opt.param_groups:
             group["lr"] = learning_rate(schedule, epoch * steps + i, total_steps, epoch)
-        x, y = data.train_x[idx], data.train_y[idx]
-        out = model(x)
-        batch_loss = per_sample_loss(out, y, **loss).mean()
+        batch_loss, batch_correct = objective(data.train_x[idx], data.train_y[idx])
         opt.zero_grad(set_to_none=True)
         batch_loss.backward()
         opt.step()
-        loss_sum += batch_loss.detach() * y.shape[0]
-        correct += (out.argmax(1) == y).sum()
-    return float(loss_sum) / n, float(correct) / n
+        loss_sum += batch_loss.detach() * len(idx)
+        if batch_correct is not None:
+            correct += batch_correct
+            counted = True
+    return float(loss_sum) / n, float(correct) / n if counted else math.nan
+
+
+def finetune(
+    model: nn.Module,
+    data: Features,
+    epochs: int,
+    lr: float,
+    momentum: float,
+    batch_size: int,
+    weight_decay: float,
+    loss: dict,
+    seed: int,
+) -> list[dict]:
+    """End-to-end SGD fine-tuning (momentum, ``weight_decay`` = the run's λ, learning rate
+    decayed from ``lr`` to 0 by a cosine over the epochs, batch order from seed ``seed``) on
+    the mean per-sample loss; one record per epoch. A non-finite loss stops it.
+    """
+    if epochs == 0:
+        return []
+    batch_order = seed_everything(seed, data.train_x.device)
+    opt = optimizer(model, lr, momentum, weight_decay)
+    schedule = {"lr": lr, "schedule": "cosine", "epochs": epochs, "batch_size": batch_size}
+    history = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        train_loss, train_acc = sgd_epoch(
+            model, opt, data, supervised(model, loss), schedule, epoch, batch_order
+        )
+        seconds = time.perf_counter() - start
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
+        history.append({**record, "seconds": seconds})
+        if not math.isfinite(train_loss):
+            break
+    model.eval()
+    return history
