@@ -71,6 +71,47 @@ def run_spec(
     return {**spec, "config_hash": spec_hash(spec)}
 
 
+def images(n=48, classes=3, size=8, seed=0) -> Features:
+    """Noisy images of one channel whose class is a bright square in corner 0, 1 or 2; the
+    first fifth double as the test set.
+    """
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = 0.3 * torch.randn(n, 1, size, size, generator=g)
+    half = size // 2
+    for k in range(classes):
+        row, col = divmod(k, 2)
+        x[y == k, :, row * half : (row + 1) * half, col * half : (col + 1) * half] += 2.0
+    return Features(x, y, x[: n // 5], y[: n // 5], classes)
+
+
+PRETRAINING = {
+    "temperature": 0.5,
+    "projection_dim": 8,
+    "crop_scale": 0.5,
+    "jitter": 0.4,
+    "probe_steps": 20,
+    "finetune_epochs": 1,
+    "finetune_lr": 0.01,
+}
+
+
+def pretraining_spec(wd=1e-3, seed=0, epochs=4, **pretraining) -> dict:
+    """The spec of a self-supervised run (SimCLR, then a linear probe) of a one-block ViT on
+    the 8 × 8 :func:`images`.
+    """
+    spec = run_spec(wd=wd, seed=seed, epochs=epochs)
+    del spec["config_hash"]
+    spec["model"] = {
+        "arch": "vit",
+        **{"depth": 1, "width": 16, "bias": True, "dim": 8, "heads": 2},
+        **{"patch_size": 4, "pool": "cls"},
+    }
+    spec["objective"] = "simclr"
+    spec["pretraining"] = {**PRETRAINING, **pretraining}
+    return {**spec, "config_hash": spec_hash(spec)}
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """An unsigned-byte IDX buffer holding ``array``."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)

@@ -152,14 +152,32 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads: the normalised class token, or the mean of the tokens."""
         p = self.patch_size
         patches = functional.unfold(x, p, stride=p).transpose(1, 2)  # B × T × C·p·p
         z = self.embed(patches)
         if self.cls_token is not None:
             z = torch.cat([self.cls_token.expand(len(z), -1, -1), z], dim=1)
         z = self.norm(self.blocks(z + self.pos))
-        return self.head(z[:, 0] if self.pool == "cls" else z.mean(1))
+        return z[:, 0] if self.pool == "cls" else z.mean(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of a network's last linear layer (its head): the features a linear probe
+    reads and self-supervised pre-training shapes.
+    """
+    if isinstance(model, ViT):
+        return model.features(x)
+    return model[:-1](x)
+
+
+def head(model: nn.Module) -> nn.Linear:
+    """A network's last linear layer, which maps the :func:`representation` to the K logits."""
+    return model.head if isinstance(model, ViT) else model[-1]
 
 
 def initial_model(arch: dict, in_shape: tuple[int, ...], classes: int, seed: int) -> nn.Module:
