@@ -4,11 +4,13 @@ import math
 
 import pytest
 import torch
-from factories import clusters
+from factories import clusters, images, pretraining_spec
 from factories import run_spec as spec
 from rankcollapse import sgd
+from rankcollapse.contrastive import Pretraining, simclr_objective
 from rankcollapse.features import to_features
-from rankcollapse.train import train_run
+from rankcollapse.models import build_model, initial_model
+from rankcollapse.train import PRETRAINED, Checkpointing, train_run
 
 CPU = torch.device("cpu")
 
@@ -63,7 +65,8 @@ def test_images_are_standardised_and_given_a_channel():
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
 
 
-def host_reads(monkeypatch, run: dict, data) -> int:
+def host_reads(monkeypatch, action) -> int:
+    """How many times ``action()`` reads a tensor on the host."""
     count = 0
 
     def counting(original):
@@ -76,7 +79,7 @@ def host_reads(monkeypatch, run: dict, data) -> int:
 
     for name in HOST_READS:
         monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
-    train_run(run, data, CPU, log=lambda _: None)
+    action()
     monkeypatch.undo()
     return count
 
@@ -88,7 +91,10 @@ def test_steps_read_nothing_on_the_host(monkeypatch):
     data = clusters(n=128)
     few = spec(epochs=2, batch_size=32)
     many = spec(epochs=2, batch_size=8)
-    reads = [host_reads(monkeypatch, run, data) for run in (few, many)]
+    reads = [
+        host_reads(monkeypatch, lambda run=run: train_run(run, data, CPU, log=lambda _: None))
+        for run in (few, many)
+    ]
     assert reads[0] > 0  # the records read the losses they write
     assert reads[1] == reads[0]
 
@@ -110,3 +116,112 @@ def test_a_decay_horizon_sets_the_epochs_a_run_trains_for():
     assert 2 < result.epochs < 40
     assert sum(row["phase"] == "sgd" for row in result.history) == result.epochs
     assert sgd.decay_exponent(run["optimizer"], 0.05, steps, result.epochs) >= 2.0
+
+
+# ------------------------------------------------------------ self-supervised pre-training
+class Killed(Exception):
+    """Stands for a kill: raised by the log after a given line."""
+
+
+def killing_log(after: str, lines: list[str]):
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith(after):
+            raise Killed(line)
+
+    return log
+
+
+def test_pretraining_then_probe_then_finetuning_gives_a_plain_network():
+    data, run = images(), pretraining_spec(epochs=3)
+    result = train_run(run, data, CPU, log=lambda _: None)
+    phases = [r["phase"] for r in result.history]
+    assert result.status == "finished"
+    assert phases == ["pretraining"] * 3 + ["probe"] + ["finetune"]
+    probe = result.history[3]
+    assert probe["epoch"] > 0 and math.isfinite(probe["full_loss"])  # F of the probed network
+    assert probe["train_acc"] > 1 / data.classes
+    assert 0 <= result.finetune_test_acc <= 1
+    # What is kept is the network alone (no projector), in the architecture of the study.
+    built = build_model(run["model"], data.in_shape, data.classes)
+    assert result.model.state_dict().keys() == built.state_dict().keys()
+    start = initial_model(run["model"], data.in_shape, data.classes, run["seed"])
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(result.model.parameters(), start.parameters(), strict=True)
+    ]
+    assert all(moved)  # the blocks by pre-training, the head by the probe
+    assert result.certificate.stop_reason == PRETRAINED
+
+
+# Where the kill comes (a log line is written before its record's checkpoint), and the
+# pre-training epochs and probes the resumed run does again.
+KILLS = [("pretraining 2:", 3, 1), ("probe", 0, 1), ("fine-tuned", 0, 0)]
+
+
+@pytest.mark.parametrize(("kill_after", "epochs_again", "probes_again"), KILLS)
+def test_a_killed_pretraining_run_resumes_bitwise(tmp_path, kill_after, epochs_again, probes_again):
+    data, run = images(), pretraining_spec(epochs=4)
+    reference = train_run(run, data, CPU, lambda _: None, Checkpointing(tmp_path / "a", 1))
+    path, lines = tmp_path / "b", []
+    with pytest.raises(Killed):
+        train_run(run, data, CPU, killing_log(kill_after, lines), Checkpointing(path, 1))
+    assert path.exists()  # killed after a checkpoint, whatever the timing
+    resumed_lines = []
+    resumed = train_run(run, data, CPU, resumed_lines.append, Checkpointing(path, 1))
+    assert resumed.resumed_from
+    # It resumed from the checkpoint: it redid only the work after it (a fresh run does 4).
+    assert sum(line.startswith("pretraining") for line in resumed_lines) == epochs_again
+    assert sum(line.startswith("probe") for line in resumed_lines) == probes_again
+    weights = zip(
+        resumed.model.state_dict().values(), reference.model.state_dict().values(), strict=True
+    )
+    assert all(torch.equal(a, b) for a, b in weights)
+    assert same_history(resumed.history, reference.history)
+    assert resumed.finetune_test_acc == reference.finetune_test_acc
+
+
+def same_history(a: list[dict], b: list[dict]) -> bool:
+    """Histories equal entry by entry, NaN equal to NaN, the timings aside."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        for key in x.keys() - {"seconds"}:
+            u, v = x[key], y[key]
+            same = u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v))
+            if not same:
+                return False
+    return True
+
+
+def test_a_diverging_pretraining_run_is_stopped_and_marked():
+    # SimCLR's loss is bounded for finite weights (unit vectors), so divergence shows as NaN:
+    # here from one training image with a non-finite pixel.
+    data = images()
+    data.train_x[5, 0, 0, 0] = math.inf
+    result = train_run(pretraining_spec(), data, CPU, log=lambda _: None)
+    assert result.status == "diverged" and "non-finite loss in pretraining 1" in result.reason
+    assert math.isnan(result.finetune_test_acc)
+    assert [r["phase"] for r in result.history] == ["pretraining"]
+
+
+def test_pretraining_steps_read_nothing_on_the_host(monkeypatch):
+    """Views, projections and the contrastive loss stay on the device: an epoch of four times
+    the steps reads no more on the host.
+    """
+    data, run = images(n=64), pretraining_spec()
+    network = initial_model(run["model"], data.in_shape, data.classes, 0)
+    net = Pretraining(network, 8, 8)
+    views = torch.Generator().manual_seed(0)
+    objective = simclr_objective(net, run["pretraining"], views)
+    opt = sgd.optimizer(net, 0.01, 0.9, 1e-3)
+    reads = [
+        host_reads(
+            monkeypatch,
+            lambda batch=batch: sgd.sgd_epoch(
+                net, opt, data, objective, {**run["optimizer"], "batch_size": batch}, 0, views
+            ),
+        )
+        for batch in (32, 8)
+    ]
+    assert reads[0] > 0 and reads[1] == reads[0]

@@ -69,13 +69,16 @@ def save(
     progress: dict[str, int],
     history: list[dict],
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     batch_order: torch.Generator,
 ) -> None:
-    """Write the checkpoint atomically: a kill while writing leaves the previous one intact."""
+    """Write the checkpoint atomically: a kill while writing leaves the previous one intact.
+    ``optimizer`` is None after a phase that leaves nothing to resume (the linear probe).
+    """
     tensors = {MODEL + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optimizer_tensors: dict[str, torch.Tensor] = {}
-    optimizer_state = encode(optimizer.state_dict(), optimizer_tensors)
+    state = optimizer.state_dict() if optimizer is not None else None
+    optimizer_state = encode(state, optimizer_tensors)
     tensors.update(optimizer_tensors)
     tensors[BATCH_ORDER] = batch_order.get_state()
     tensors[GLOBAL_RNG] = torch.get_rng_state()

@@ -264,6 +264,9 @@ def run_keys(meta: dict) -> dict:
         "reason": meta["reason"],
         "epochs_run": meta["epochs_run"],
         "activation": spec["model"].get("activation", "gelu"),
+        # Supervised, or self-supervised pre-training with a linear probe (paper B's U6).
+        "objective": spec.get("objective", "supervised"),
+        "finetune_test_acc": meta.get("finetune_test_acc", float("nan")),
         **certificate_keys(meta["certificate"]),
         "decay_exponent": meta["decay_exponent"],
         "config_hash": spec["config_hash"],
