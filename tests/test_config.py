@@ -312,6 +312,42 @@ BAD = {
         "measures.eps",
         "same column name twice",
     ),
+    "self-supervised pre-training on synthetic data": (
+        ["studies", "tiny_simclr", "datasets"],
+        ["clusters_a"],
+        "studies.tiny_simclr.datasets",
+        "augments images",
+    ),
+    "compared with a study that does not exist": (
+        ["studies", "tiny_simclr", "pretraining", "compare_with"],
+        "nope",
+        "studies.tiny_simclr.pretraining.compare_with",
+        "not a supervised study; name one of: tiny",
+    ),
+    "compared with itself": (
+        ["studies", "tiny_simclr", "pretraining", "compare_with"],
+        "tiny_simclr",
+        "studies.tiny_simclr.pretraining.compare_with",
+        "not a supervised study",
+    ),
+    "compared with another architecture": (
+        ["studies", "tiny_simclr", "model"],
+        {"depth": 3, "width": 64},
+        "studies.tiny_simclr.pretraining.compare_with",
+        "differs in model",
+    ),
+    "compared with a study that is not utilized": (
+        ["utilization", "studies"],
+        ["tiny_simclr"],
+        "studies.tiny_simclr.pretraining.compare_with",
+        "add 'tiny' there",
+    ),
+    "an objective that does not exist": (
+        ["studies", "tiny_simclr", "objective"],
+        "mae",
+        "studies.tiny_simclr.objective",
+        "'mae' is not one of ['supervised', 'simclr']",
+    ),
 }
 
 
@@ -334,6 +370,20 @@ def test_run_spec_carries_everything_that_defines_a_run():
     assert (
         run_spec(config, "tiny", "clusters_a", "0.001", "0")["config_hash"] == spec["config_hash"]
     )
+
+
+def test_only_a_pretraining_spec_names_its_objective():
+    config = validated(TINY)
+    supervised = run_spec(config, "tiny", "mnist_small", "0.001", "0")
+    assert "objective" not in supervised and "pretraining" not in supervised
+    pretrained = run_spec(config, "tiny_simclr", "mnist_small", "0.001", "0")
+    assert pretrained["objective"] == "simclr"
+    # Which study it is compared with is not part of what the run is.
+    assert "compare_with" not in pretrained["pretraining"]
+    assert pretrained["pretraining"]["probe_steps"] == 20
+    assert pretrained["model"] == supervised["model"]
+    config["studies"]["tiny_simclr"]["pretraining"]["compare_with"] = None
+    assert run_spec(config, "tiny_simclr", "mnist_small", "0.001", "0") == pretrained
 
 
 def test_wd_label_is_short_and_round_trips():

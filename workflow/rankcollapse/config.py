@@ -299,6 +299,62 @@ def semantic_problems(config: dict) -> list[str]:
                 f"is not a rank column; allowed: {', '.join(allowed)}"
             )
     problems += utilization_problems(config)
+    problems += pretraining_problems(config)
+    return problems
+
+
+def pretraining_problems(config: dict) -> list[str]:
+    """A self-supervised study trains on images, and the supervised study it is compared with
+    (claim U6) has the same model, loss and a dataset in common, and is utilized with it.
+    """
+    problems = []
+    utilized = config["utilization"]["studies"]
+    for name, study in config["studies"].items():
+        if study["objective"] == "supervised":
+            continue
+        key = f"config key 'studies.{name}"
+        problems += [
+            f"{key}.datasets': objective '{study['objective']}' augments images, but dataset "
+            f"'{d}' is {config['datasets'][d]['source']}; use image datasets only"
+            for d in study["datasets"]
+            if d in config["datasets"] and config["datasets"][d]["source"] not in IMAGE_SOURCES
+        ]
+        other_name = study["pretraining"]["compare_with"]
+        if other_name is None:
+            continue
+        other = config["studies"].get(other_name)
+        where = f"{key}.pretraining.compare_with': '{other_name}'"
+        if other is None or other["objective"] != "supervised":
+            supervised = sorted(
+                n for n, s in config["studies"].items() if s["objective"] == "supervised"
+            )
+            choice = (
+                f"name one of: {', '.join(supervised)}" if supervised else "the config has none"
+            )
+            problems.append(
+                f"{where} is not a supervised study; {choice} (or set it to null: no comparison)"
+            )
+            continue
+        differs = [
+            part
+            for part, same in (
+                ("model", model_spec(study["model"]) == model_spec(other["model"])),
+                ("loss", study["loss"] == other["loss"]),
+                ("datasets", bool(set(study["datasets"]) & set(other["datasets"]))),
+            )
+            if not same
+        ]
+        if differs:
+            problems.append(
+                f"{where} differs in {', '.join(differs)} (U6 compares one architecture trained "
+                "two ways, on a dataset both have): give both studies the same model, loss and "
+                "a common dataset"
+            )
+        if name in utilized and other_name not in utilized:
+            problems.append(
+                f"{where} is not in utilization.studies, so its utilization is not measured: "
+                f"add '{other_name}' there"
+            )
     return problems
 
 
@@ -363,6 +419,10 @@ def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict
         "weight_decay": float(wd),
         "seed": int(seed),
     }
+    # Only a pre-training study's spec names its objective: supervised runs keep their hashes.
+    if s["objective"] != "supervised":
+        spec["objective"] = s["objective"]
+        spec["pretraining"] = {k: v for k, v in s["pretraining"].items() if k != "compare_with"}
     spec["config_hash"] = spec_hash(spec)
     return spec
 
