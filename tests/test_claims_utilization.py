@@ -11,7 +11,7 @@ from factories import as_written, claims_defaults
 from rankcollapse.claims import evaluate_claims, utilization
 
 claim_u1, claim_u2, claim_u3, claim_u4, claim_u5, claim_ui, claim_u6 = map(
-    as_written, utilization.CLAIMS
+    as_written, [*utilization.CLAIMS, utilization.claim_u6]
 )
 T = {**claims_defaults(), "utilization_energy": 0.99}
 WDS = (0.0, 1e-4, 1e-3, 1e-2)  # λ ≤ 1e-4 are the reference runs
@@ -373,13 +373,84 @@ def test_ui_is_not_testable_and_quotes_our_vit_beside():
     assert alone["verdict"] == "not testable at this scale" and alone["details"] == []
 
 
-def test_u6_is_not_run_and_says_what_it_will_test():
+def pretraining_tables(ssl_mlu, supervised_mlu=0.3, seeds=SEEDS, spread=0.01):
+    """Utilization tables of a self-supervised study "ssl" (MLU ``ssl_mlu``, moved by
+    ``spread`` × (seed − 1)) and the supervised study "s" it is compared with
+    (``supervised_mlu``, moved by 0.01 × (seed − 1)), one λ, run for run.
+    """
+    args = {"wds": (1e-4,), "seeds": seeds, "kind": "qkv"}
+    ssl = utilization_table(mlu=(ssl_mlu,), study="ssl", spread=spread, **args).assign(
+        objective="simclr", test_acc=0.8, finetune_test_acc=0.95
+    )
+    supervised = utilization_table(mlu=(supervised_mlu,), study="s", **args)
+    return pd.concat([ssl, supervised.assign(objective="supervised")], ignore_index=True)
+
+
+U6 = {**T, "u6_pairs": {"ssl": "s"}}
+
+
+@pytest.mark.parametrize(
+    ("ssl_mlu", "spread", "verdict", "outcome"),
+    [
+        (0.5, 0.01, "holds", "pass"),
+        (0.2, 0.01, "does not hold", "fail"),
+        # Paired differences −0.035, 0.005, 0.045: an interval across 0.
+        (0.305, 0.05, "inconclusive", "inconclusive"),
+    ],
+)
+def test_u6_compares_pretrained_with_supervised_seed_for_seed(ssl_mlu, spread, verdict, outcome):
+    u6 = claim_u6(pretraining_tables(ssl_mlu, spread=spread), compression_table(), U6)
+    assert u6["verdict"] == verdict
+    (row,) = u6["details"]
+    assert row["outcome"] == outcome and row["n"] == 3
+    assert row["value"] == pytest.approx(ssl_mlu - 0.3)
+    assert row["mlu_pretrained"] == pytest.approx(ssl_mlu)
+    assert row["mlu_untrained"] == pytest.approx(0.7)
+    assert row["above_untrained"] == pytest.approx(ssl_mlu - 0.7)
+    assert row["probe_test_acc"] == pytest.approx(0.8)
+    assert row["finetune_test_acc"] == pytest.approx(0.95)
+    assert row["supervised_test_acc"] == pytest.approx(0.98)
+    assert "70%" in u6["statistic"] and "not testable at this scale" in u6["statistic"].lower()
+
+
+def test_u6_pairs_runs_by_seed_and_needs_two_pairs():
+    # Seed 0's pre-trained run is below its supervised twin (0.29, 0.30, 0.31), seeds 1, 2
+    # above: paired differences −0.04, +0.15, +0.14.
+    tables = pretraining_tables(0.35, spread=0.0)
+    ssl_seed0 = (tables["study"] == "ssl") & (tables["seed"] == 0)
+    tables.loc[ssl_seed0, "utilization"] = 0.25
+    tables.loc[(tables["study"] == "ssl") & ~ssl_seed0, "utilization"] = 0.45
+    u6 = claim_u6(tables, compression_table(), U6)
+    (row,) = u6["details"]
+    assert row["value"] == pytest.approx((-0.04 + 0.15 + 0.14) / 3)
+    assert row["outcome"] == "inconclusive"
+    one = claim_u6(pretraining_tables(0.5, seeds=(0,)), compression_table(), U6)
+    assert one["verdict"] == "inconclusive" and one["details"][0]["outcome"] == "too few points"
+
+
+def test_u6_is_not_run_without_a_pretrained_study():
     u6 = claim_u6(utilization_table(), compression_table(), T)
-    assert u6["verdict"] == "not run" and "self-supervised" in u6["rule"]
+    assert u6["verdict"] == "not run" and "compare_with" in u6["statistic"]
+
+
+def test_pretrained_runs_enter_u6_only():
+    plain = evaluate_claims(layers_table(), U6, utilization_table(), compression_table())
+    mixed = pd.concat([utilization_table(), pretraining_tables(0.01, supervised_mlu=0.25)])
+    mixed["objective"] = mixed["objective"].fillna("supervised")
+    # The supervised twin "s" is another copy of study "s"'s reference runs, so only the
+    # pre-trained rows, whose MLU is far lower, could change U1-U5.
+    mixed = mixed[~((mixed["study"] == "s") & mixed["kind"].eq("qkv"))]
+    both = evaluate_claims(layers_table(), U6, mixed, compression_table())
+    for before, after in zip(plain["claims"][-7:-1], both["claims"][-7:-1], strict=True):
+        assert before["verdict"] == after["verdict"] and before["n"] == after["n"]
+    assert both["claims"][-1]["id"] == "U6"
 
 
 def test_every_claim_has_a_rule_and_n_in_its_statistic():
-    claims = [c(utilization_table(), compression_table(), T) for c in utilization.CLAIMS]
+    claims = [
+        c(utilization_table(), compression_table(), T)
+        for c in [*utilization.CLAIMS, utilization.claim_u6]
+    ]
     assert [c.id for c in claims] == ["U1", "U2", "U3", "U4", "U5", "UI", "U6"]
     for c in claims[:5]:
         assert c.rule and "n = " in c.statistic and c.n > 0

@@ -6,6 +6,7 @@ archived one: equal in every value (bit for bit; timing fields left out), or the
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -71,13 +72,18 @@ def tensor_differences(old: dict, new: dict) -> list[str]:
     return found
 
 
+def both_nan(a, b) -> bool:
+    """NaN, written for a value a run does not have (a fine-tuning it did not do), equals NaN."""
+    return all(isinstance(v, float) and math.isnan(v) for v in (a, b))
+
+
 def metadata_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     found = []
     for key in sorted((set(old) | set(new)) - archive.VOLATILE_KEYS):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found += metadata_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
+        elif a != b and not both_nan(a, b):
             found.append(f"{prefix}{key}: {a!r} archived, {b!r} now")
     return found
 

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import files
 from . import rank_collapse, utilization
 from .report import plain, write_report
-from .statistics import RUN_KEYS
+from .statistics import RUN_KEYS, supervised
 
 
 def left_out_runs(table: pd.DataFrame) -> list[str]:
@@ -35,22 +35,26 @@ def evaluate_claims(
 ) -> dict:
     """The report's content, JSON-ready (NaN → None): ``claims`` (C1..P in order, then the
     paper-B claims when a utilization table is given, each listing the runs left out),
-    ``findings`` (no verdict) and ``not_counted`` (finished runs paper A's claims skip).
+    ``findings`` (no verdict) and ``not_counted`` (finished runs paper A's claims skip). Runs
+    of self-supervised studies enter U6 only.
     """
-    records = [claim(table, thresholds) for claim in rank_collapse.CLAIMS]
+    labelled = supervised(table)
+    records = [claim(labelled, thresholds) for claim in rank_collapse.CLAIMS]
     if utilization_table is not None:
         compression_table = compression_table if compression_table is not None else pd.DataFrame()
         records += [
-            claim(utilization_table, compression_table, thresholds) for claim in utilization.CLAIMS
+            claim(supervised(utilization_table), supervised(compression_table), thresholds)
+            for claim in utilization.CLAIMS
         ]
+        records.append(utilization.claim_u6(utilization_table, compression_table, thresholds))
     left_out = left_out_runs(table)
     for record in records:
         record.left_out = list(left_out)
     return plain(
         {
             "claims": records,
-            "findings": rank_collapse.findings(table, thresholds),
-            "not_counted": rank_collapse.not_counted_runs(table, thresholds["min_train_acc"]),
+            "findings": rank_collapse.findings(labelled, thresholds),
+            "not_counted": rank_collapse.not_counted_runs(labelled, thresholds["min_train_acc"]),
         }
     )
 

@@ -197,6 +197,15 @@ def hidden(table: pd.DataFrame) -> pd.Series:
     return np.minimum(table["d_in"], table["d_out"]) > table["classes"]
 
 
+def supervised(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows of runs trained with labels (``objective`` supervised; tables made before the
+    column existed hold only those): paper A's claims and U1-U5 read these.
+    """
+    if table is None or "objective" not in table:
+        return table
+    return table[table["objective"] == "supervised"]
+
+
 def finished(table: pd.DataFrame) -> pd.DataFrame:
     """Rows of finished runs only (a diverged run counts in no claim)."""
     return table[table["status"] == "finished"] if len(table) else table
