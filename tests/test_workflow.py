@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
+import yaml
 from rankcollapse import files
 from rankcollapse.config import spec_hash
 from rankcollapse.convergence import NO_DECAY, STEPS_SPENT
@@ -129,6 +130,40 @@ def test_claims_are_reported_with_a_verdict_each(tiny_run):
     assert "C1" in markdown and "C5" in markdown and "U4" in markdown
     assert "tiny/clusters_a λ=1000 seed 0: diverged (non-finite loss in sgd" in markdown
     assert all(len(c["left_out"]) == 3 for c in claims["claims"])
+    # The pre-trained run enters U6 only, paired with tiny's run of its dataset, λ and seed:
+    # one pair has no interval, so the claim cannot be decided.
+    assert not any("tiny_simclr" in line for line in claims["not_counted"])
+    assert all(d["study"] == "tiny" for d in verdicts["U1"]["details"])
+    (pair,) = verdicts["U6"]["details"]
+    assert pair["study"] == "tiny_simclr" and pair["compared_with"] == "tiny"
+    assert pair["n"] == 1 and pair["outcome"] == "too few points"
+    assert verdicts["U6"]["verdict"] == "inconclusive"
+    for key in ("mlu_pretrained", "mlu_supervised", "mlu_untrained"):
+        assert 0 < pair[key] <= 1
+    for key in ("probe_test_acc", "finetune_test_acc", "supervised_test_acc"):
+        assert 0.2 < pair[key] <= 1  # well above chance on 10 classes
+    assert pair["value"] == pytest.approx(pair["mlu_pretrained"] - pair["mlu_supervised"])
+
+
+def test_a_pretraining_run_is_an_ordinary_run(tiny_run):
+    run = tiny_run / "results/runs/tiny_simclr/mnist_small/wd~0.001/seed~0"
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["spec"]["objective"] == "simclr" and meta["status"] == "finished"
+    history = pd.read_csv(run / "history.csv")
+    assert history["phase"].tolist() == ["pretraining"] * 2 + ["probe", "finetune"]
+    layers = pd.read_parquet(tiny_run / "results/tables/tiny_simclr/layers.parquet")
+    assert set(layers["objective"]) == {"simclr"} and len(layers) == 3
+    assert math.isclose(layers["finetune_test_acc"].iloc[0], meta["finetune_test_acc"])
+    utilization = pd.read_parquet(tiny_run / "results/tables/tiny_simclr/utilization.parquet")
+    assert len(utilization) == 6 and utilization["utilization"].between(0, 1).all()
+    for path in (
+        "results/figures/tiny_simclr/ssl_utilization.pdf",
+        "results/figures/tiny_simclr/ssl_utilization.png",
+        "results/notebooks/tiny_simclr/ssl_utilization.ipynb",
+    ):
+        assert (tiny_run / path).stat().st_size > 0, path
+    # Paper A's figures are drawn for supervised studies only.
+    assert not (tiny_run / "results/figures/tiny_simclr/rank_vs_weight_decay.pdf").exists()
 
 
 def test_utilization_and_compression_tables(tiny_run):
@@ -301,9 +336,12 @@ def test_divergence_can_fail_the_job_instead(tmp_path):
 
 
 def test_a_failing_notebook_is_kept_with_its_traceback_and_named(tmp_path):
+    # The tiny study alone, on one synthetic dataset.
     config = tmp_path / "one.yaml"
-    text = (REPO / "tests/configs/tiny.yaml").read_text()
-    config.write_text(text.replace("[mnist_small, clusters_a, clusters_b]", "[clusters_a]"))
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    tiny["studies"] = {"tiny": {**tiny["studies"]["tiny"], "datasets": ["clusters_a"]}}
+    tiny["utilization"]["studies"] = ["tiny"]
+    config.write_text(yaml.safe_dump(tiny))
     table = tmp_path / "results/tables/tiny/layers.parquet"
     done = snakemake(tmp_path, "--cores", "2", str(table.relative_to(tmp_path)), configfile=config)
     assert done.returncode == 0, done.stderr[-3000:]

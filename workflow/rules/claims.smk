@@ -25,7 +25,11 @@ rule claims:
         runtime=10,
     params:
         thresholds=json.dumps(
-            {**config["claims"], "utilization_energy": UTILIZATION["energy"]}
+            {
+                **config["claims"],
+                "utilization_energy": UTILIZATION["energy"],
+                "u6_pairs": U6_PAIRS,
+            }
         ),
     shell:
         "python -m rankcollapse claims --tables {input.tables:q}"

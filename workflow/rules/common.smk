@@ -111,6 +111,22 @@ def study_run_files(study, name):
 UTILIZATION = config["utilization"]
 
 
+def compared_studies():
+    """Claim U6's pairs: each self-supervised study in utilization.studies that names, in
+    pretraining.compare_with, the supervised study its runs are compared with.
+    """
+    return {
+        name: s["pretraining"]["compare_with"]
+        for name, s in config["studies"].items()
+        if s["objective"] != "supervised"
+        and s["pretraining"]["compare_with"]
+        and name in UTILIZATION["studies"]
+    }
+
+
+U6_PAIRS = compared_studies()
+
+
 def study_compression_tables(study):
     """The compression table of every run of a study at every compression energy."""
     labels = [energy_label(e) for e in UTILIZATION["compress_energies"]]
@@ -148,6 +164,11 @@ def utilization_targets():
                 f"results/figures/{study}/{figure}.{ext}" for ext in ("pdf", "png")
             ]
             targets.append(f"results/notebooks/{study}/{figure}.ipynb")
+    for study in U6_PAIRS:
+        targets += [
+            f"results/figures/{study}/ssl_utilization.{ext}" for ext in ("pdf", "png")
+        ]
+        targets.append(f"results/notebooks/{study}/ssl_utilization.ipynb")
     return targets
 
 
@@ -167,7 +188,12 @@ def raw_input(wildcards):
 
 
 def study_figures(study):
-    """The figures of a study; rank_vs_spread only where it has synthetic data of ≥ 2 spreads."""
+    """The figures of a study; rank_vs_spread only where it has synthetic data of ≥ 2 spreads;
+    none for a self-supervised study, which paper A's claims do not read (figure_pretraining
+    draws it beside its supervised study).
+    """
+    if config["studies"][study]["objective"] != "supervised":
+        return []
     datasets = [config["datasets"][d] for d in config["studies"][study]["datasets"]]
     spreads = {d["std"] for d in datasets if d["source"] == "gaussian_clusters"}
     return [f for f in FIGURES if f != "rank_vs_spread" or len(spreads) >= 2]

@@ -1,4 +1,5 @@
-# Rules: figure and figure_utilization -> notebooks/<figure>.py, executed by papermill.
+# Rules: figure and figure_utilization -> notebooks/<figure>.py, figure_pretraining ->
+# notebooks/ssl_utilization.py, executed by papermill.
 
 
 NOTEBOOKS = {f: workflow.source_path(f"../../notebooks/{f}.py") for f in FIGURES}
@@ -104,6 +105,47 @@ rule figure_utilization:
                 "study": wc.study,
                 "utilization": input.utilization,
                 "compression": input.compression,
+                "pdf": output.pdf,
+                "png": output.png,
+                "energy": UTILIZATION["energy"],
+            }
+        ),
+    shell:
+        PAPERMILL
+
+
+rule figure_pretraining:
+    input:
+        pretrained="results/tables/{study}/utilization.parquet",
+        supervised=lambda wc: f"results/tables/{U6_PAIRS[wc.study]}/utilization.parquet",
+        notebook=workflow.source_path("../../notebooks/ssl_utilization.py"),
+    output:
+        pdf=report(
+            "results/figures/{study}/ssl_utilization.pdf",
+            caption="../report/ssl_utilization.rst",
+            category="Figures",
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "ssl_utilization"},
+        ),
+        png="results/figures/{study}/ssl_utilization.png",
+        notebook="results/notebooks/{study}/ssl_utilization.ipynb",
+        parameters="results/notebooks/{study}/ssl_utilization.parameters.yaml",
+        template=temp("results/notebooks/{study}/ssl_utilization.template.ipynb"),
+    log:
+        log="results/logs/figure/{study}/ssl_utilization.log",
+        executed="results/logs/figure/{study}/ssl_utilization.ipynb",
+    conda:
+        "../../envs/pipeline.yaml"
+    resources:
+        mem_mb=memory_mb(2000),
+        runtime=10,
+    params:
+        parameters=lambda wc, input, output: json.dumps(
+            {
+                "study": wc.study,
+                "compared_with": U6_PAIRS[wc.study],
+                "pretrained": input.pretrained,
+                "supervised": input.supervised,
                 "pdf": output.pdf,
                 "png": output.png,
                 "energy": UTILIZATION["energy"],
