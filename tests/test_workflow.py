@@ -384,6 +384,8 @@ def test_every_table_row_carries_its_provenance(tiny_run, name):
         "results/runs/tiny/nodata/wd~0/seed~0/layers.parquet",
         "results/runs/tiny/clusters_a/wd~0.5/seed~0/model.safetensors",
         "results/runs/tiny/clusters_a/wd~0/seed~9/model.safetensors",
+        # a supervised study has no pre-trained twin to draw beside it
+        "results/figures/tiny/ssl_utilization.pdf",
     ],
 )
 def test_a_target_outside_the_config_is_refused_before_any_job(tmp_path, target):

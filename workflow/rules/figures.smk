@@ -134,6 +134,9 @@ rule figure_pretraining:
     log:
         log="results/logs/figure/{study}/ssl_utilization.log",
         executed="results/logs/figure/{study}/ssl_utilization.ipynb",
+    # Only for the studies U6 compares: any other study has no supervised twin to draw.
+    wildcard_constraints:
+        study=one_of(U6_PAIRS),
     conda:
         "../../envs/pipeline.yaml"
     resources:
