@@ -373,16 +373,20 @@ def test_ui_is_not_testable_and_quotes_our_vit_beside():
     assert alone["verdict"] == "not testable at this scale" and alone["details"] == []
 
 
-def pretraining_tables(ssl_mlu, supervised_mlu=0.3, seeds=SEEDS, spread=0.01):
+def pretraining_tables(
+    ssl_mlu, supervised_mlu=0.3, seeds=SEEDS, spread=0.01, supervised_spread=0.01
+):
     """Utilization tables of a self-supervised study "ssl" (MLU ``ssl_mlu``, moved by
     ``spread`` × (seed − 1)) and the supervised study "s" it is compared with
-    (``supervised_mlu``, moved by 0.01 × (seed − 1)), one λ, run for run.
+    (``supervised_mlu``, moved by ``supervised_spread`` × (seed − 1)), one λ, run for run.
     """
     args = {"wds": (1e-4,), "seeds": seeds, "kind": "qkv"}
     ssl = utilization_table(mlu=(ssl_mlu,), study="ssl", spread=spread, **args).assign(
         objective="simclr", test_acc=0.8, finetune_test_acc=0.95
     )
-    supervised = utilization_table(mlu=(supervised_mlu,), study="s", **args)
+    supervised = utilization_table(
+        mlu=(supervised_mlu,), study="s", spread=supervised_spread, **args
+    )
     return pd.concat([ssl, supervised.assign(objective="supervised")], ignore_index=True)
 
 
@@ -426,6 +430,17 @@ def test_u6_pairs_runs_by_seed_and_needs_two_pairs():
     assert row["outcome"] == "inconclusive"
     one = claim_u6(pretraining_tables(0.5, seeds=(0,)), compression_table(), U6)
     assert one["verdict"] == "inconclusive" and one["details"][0]["outcome"] == "too few points"
+
+
+def test_u6_decides_on_pairs_where_unpaired_means_could_not():
+    # Seeds move both studies by ±0.1, the pre-trained run always 0.01 above its twin: the
+    # two studies' MLU intervals overlap almost wholly, the paired differences do not vary.
+    tables = pretraining_tables(0.31, spread=0.1, supervised_spread=0.1)
+    u6 = claim_u6(tables, compression_table(), U6)
+    (row,) = u6["details"]
+    assert row["mlu_pretrained_low"] < row["mlu_supervised_high"]
+    assert row["mlu_supervised_low"] < row["mlu_pretrained_high"]
+    assert u6["verdict"] == "holds" and row["value"] == pytest.approx(0.01)
 
 
 def test_u6_is_not_run_without_a_pretrained_study():

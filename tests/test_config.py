@@ -342,6 +342,24 @@ BAD = {
         "studies.tiny_simclr.pretraining.compare_with",
         "add 'tiny' there",
     ),
+    "compared but not utilized itself": (
+        ["utilization", "studies"],
+        ["tiny"],
+        "studies.tiny_simclr.pretraining.compare_with",
+        "add 'tiny_simclr' there, or set compare_with to null",
+    ),
+    "compared with no weight decay in common": (
+        ["studies", "tiny_simclr", "weight_decay"],
+        [0.5],
+        "studies.tiny_simclr.pretraining.compare_with",
+        "differs in weight_decay",
+    ),
+    "pre-training an MLP without a hidden layer": (
+        ["studies", "tiny_simclr", "model"],
+        {"depth": 1, "width": 32},
+        "studies.tiny_simclr.model.depth",
+        "no representation to pre-train",
+    ),
     "an objective that does not exist": (
         ["studies", "tiny_simclr", "objective"],
         "mae",

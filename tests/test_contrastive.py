@@ -45,4 +45,4 @@ def test_pretraining_lowers_the_contrastive_loss():
     assert result.status == "finished"
     losses = [r["train_loss"] for r in result.history if r["phase"] == "pretraining"]
     assert len(losses) == 15 and all(math.isfinite(v) for v in losses)
-    assert sum(losses[-3:]) / 3 < 0.95 * sum(losses[:3]) / 3
+    assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3  # by 22% here

@@ -179,6 +179,9 @@ def test_a_killed_pretraining_run_resumes_bitwise(tmp_path, kill_after, epochs_a
     assert all(torch.equal(a, b) for a, b in weights)
     assert same_history(resumed.history, reference.history)
     assert resumed.finetune_test_acc == reference.finetune_test_acc
+    # The certificate is the uninterrupted run's, whichever phase the run resumed in.
+    assert resumed.certificate == reference.certificate
+    assert resumed.certificate.stop_reason == PRETRAINED
 
 
 def same_history(a: list[dict], b: list[dict]) -> bool:

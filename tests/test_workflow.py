@@ -142,7 +142,6 @@ def test_claims_are_reported_with_a_verdict_each(tiny_run):
         assert 0 < pair[key] <= 1
     for key in ("probe_test_acc", "finetune_test_acc", "supervised_test_acc"):
         assert 0.2 < pair[key] <= 1  # well above chance on 10 classes
-    assert pair["value"] == pytest.approx(pair["mlu_pretrained"] - pair["mlu_supervised"])
 
 
 def test_a_pretraining_run_is_an_ordinary_run(tiny_run):

@@ -118,8 +118,8 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
 
 def restore(saved: Saved, model: nn.Module, batch_order: torch.Generator) -> dict[str, int]:
     """Put the saved weights (in the precision they were saved in) and RNG states into a
-    freshly built model and generator; return the progress (SGD epochs and convergence
-    iterations done). The optimiser's state is loaded by :meth:`Saved.load_optimizer` into
+    freshly built model and generator; return the progress (per phase, the epochs,
+    iterations or probe done). The optimiser's state is loaded by :meth:`Saved.load_optimizer` into
     the optimiser of the phase the run resumes in.
     """
     weights = {k[len(MODEL) :]: v for k, v in saved.tensors.items() if k.startswith(MODEL)}

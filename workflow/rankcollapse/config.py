@@ -304,8 +304,9 @@ def semantic_problems(config: dict) -> list[str]:
 
 
 def pretraining_problems(config: dict) -> list[str]:
-    """A self-supervised study trains on images, and the supervised study it is compared with
-    (claim U6) has the same model, loss and a dataset in common, and is utilized with it.
+    """A self-supervised study trains on images with a network that has a representation, and
+    the supervised study it is compared with (claim U6) has the same model and loss, a
+    dataset, λ and seed in common, and is utilized with it.
     """
     problems = []
     utilized = config["utilization"]["studies"]
@@ -319,9 +320,20 @@ def pretraining_problems(config: dict) -> list[str]:
             for d in study["datasets"]
             if d in config["datasets"] and config["datasets"][d]["source"] not in IMAGE_SOURCES
         ]
+        if study["model"]["arch"] == "mlp" and study["model"]["depth"] < 2:
+            problems.append(
+                f"{key}.model.depth': an MLP of depth 1 has no representation to pre-train "
+                "(its head reads the pixels); use depth 2 or more"
+            )
         other_name = study["pretraining"]["compare_with"]
         if other_name is None:
             continue
+        if name not in utilized:
+            problems.append(
+                f"{key}.pretraining.compare_with': '{name}' is compared for claim U6 but is not "
+                f"in utilization.studies, so its utilization is not measured: add '{name}' "
+                "there, or set compare_with to null"
+            )
         other = config["studies"].get(other_name)
         where = f"{key}.pretraining.compare_with': '{other_name}'"
         if other is None or other["objective"] != "supervised":
@@ -339,18 +351,30 @@ def pretraining_problems(config: dict) -> list[str]:
             part
             for part, same in (
                 ("model", model_spec(study["model"]) == model_spec(other["model"])),
-                ("loss", study["loss"] == other["loss"]),
+                (
+                    "loss",
+                    (study["loss"], study["target_scale"])
+                    == (other["loss"], other["target_scale"]),
+                ),
                 ("datasets", bool(set(study["datasets"]) & set(other["datasets"]))),
+                (
+                    "weight_decay",
+                    bool(
+                        {wd_label(w) for w in study["weight_decay"]}
+                        & {wd_label(w) for w in other["weight_decay"]}
+                    ),
+                ),
+                ("seeds", bool(set(study["seeds"]) & set(other["seeds"]))),
             )
             if not same
         ]
         if differs:
             problems.append(
                 f"{where} differs in {', '.join(differs)} (U6 compares one architecture trained "
-                "two ways, on a dataset both have): give both studies the same model, loss and "
-                "a common dataset"
+                "two ways, run for run): give both studies the same model and loss, and a "
+                "dataset, a weight decay and a seed in common"
             )
-        if name in utilized and other_name not in utilized:
+        if other_name not in utilized:
             problems.append(
                 f"{where} is not in utilization.studies, so its utilization is not measured: "
                 f"add '{other_name}' there"

@@ -55,7 +55,8 @@ class RunResult:
 @dataclass
 class Checkpointing:
     """Where a run's checkpoint lives and how often it is written: after every ``every``-th
-    history record (an SGD epoch, or a record of the convergence phase); 0 writes none.
+    history record (an SGD or pre-training epoch, a record of the convergence phase, the
+    probe); 0 writes none.
     """
 
     path: Path
@@ -63,8 +64,9 @@ class Checkpointing:
 
 
 class Recorder:
-    """A run's history: one record per SGD epoch or per ``record_every`` L-BFGS iterations,
-    each with the full-batch loss and residuals at that point, a divergence check and, every
+    """A run's history: one record per SGD epoch or per ``record_every`` L-BFGS iterations
+    (or per pre-training epoch, and the probe), each with the full-batch loss and residuals at
+    that point (a pre-training epoch: its own loss), a divergence check and, every
     ``checkpointing.every`` records, a checkpoint.
     """
 
@@ -254,7 +256,8 @@ def probe_phase(recorder: Recorder, data: Features, batch: int) -> bool:
     representation of the training set, by the run's loss and λ; False if it diverged.
     """
     if recorder.progress["probe"]:
-        return True  # resumed after it
+        recorder.residuals()  # resumed after it: where it left the run, as the certificate reads
+        return True
     start = time.perf_counter()
     features = probe.frozen_features(recorder.model, data.train_x, batch)
     steps = recorder.spec["pretraining"]["probe_steps"]
@@ -262,8 +265,9 @@ def probe_phase(recorder: Recorder, data: Features, batch: int) -> bool:
         head(recorder.model), features, data.train_y, recorder.loss, recorder.wd, steps
     )
     seconds = time.perf_counter() - start
-    extra = {"train_loss": loss, "train_acc": accuracy}
-    return recorder.record("probe", iterations, math.nan, seconds, extra, None)
+    extra = {"train_loss": loss, "train_acc": accuracy, "iterations": iterations}
+    # Recorded as the phase's one step, so that progress marks it done whatever L-BFGS made.
+    return recorder.record("probe", 1, math.nan, seconds, extra, None)
 
 
 def finetune_phase(recorder: Recorder, data: Features, opt_cfg: dict, batch: int) -> float:

@@ -203,7 +203,8 @@ def supervised(table: pd.DataFrame | None) -> pd.DataFrame | None:
     """
     if table is None or "objective" not in table:
         return table
-    return table[table["objective"] == "supervised"]
+    # Rows of tables made before the column (NaN once joined with newer ones) are supervised.
+    return table[table["objective"].fillna("supervised") == "supervised"]
 
 
 def finished(table: pd.DataFrame) -> pd.DataFrame:
