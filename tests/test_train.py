@@ -214,7 +214,7 @@ def test_pretraining_steps_read_nothing_on_the_host(monkeypatch):
     """
     data, run = images(n=64), pretraining_spec()
     network = initial_model(run["model"], data.in_shape, data.classes, 0)
-    net = Pretraining(network, 8, 8)
+    net = Pretraining(network, 8)
     views = torch.Generator().manual_seed(0)
     objective = simclr_objective(net, run["pretraining"], views)
     opt = sgd.optimizer(net, 0.01, 0.9, 1e-3)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional
 
 from .augment import random_views
-from .models import representation
+from .models import head, representation
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -30,13 +30,15 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 class Pretraining(nn.Module):
     """The network being pre-trained and SimCLR's projection head, a 2-layer MLP
-    (d → d, ReLU, d → ``projection_dim``) on its :func:`.models.representation`; the head is
-    dropped after pre-training. One module, so that a checkpoint holds both.
+    (d → d, ReLU, d → ``projection_dim``) on its :func:`.models.representation` of width d
+    (what the network's head reads); the projection head is dropped after pre-training. One
+    module, so that a checkpoint holds both.
     """
 
-    def __init__(self, network: nn.Module, width: int, projection_dim: int):
+    def __init__(self, network: nn.Module, projection_dim: int):
         super().__init__()
         self.network = network
+        width = head(network).in_features
         self.projector = nn.Sequential(
             nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim)
         )

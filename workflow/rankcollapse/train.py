@@ -321,9 +321,7 @@ def train_run(
     pretrained = spec.get("objective", SUPERVISED) != SUPERVISED
     # Built after the model, so that the model starts where a supervised run of its seed does.
     checkpointed = (
-        contrastive.Pretraining(
-            model, head(model).in_features, spec["pretraining"]["projection_dim"]
-        ).to(device)
+        contrastive.Pretraining(model, spec["pretraining"]["projection_dim"]).to(device)
         if pretrained
         else model
     )
