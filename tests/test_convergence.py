@@ -112,3 +112,33 @@ def test_per_sample_losses_of_a_float64_model():
     data = in_float64(clusters())
     model = initial_model(run_spec()["model"], data.in_shape, data.classes, 0).double()
     assert per_sample_loss(model(data.train_x), data.train_y, **CE).dtype == torch.float64
+
+
+def test_with_biases_a_stationary_point_keeps_rank_k_not_k_minus_1():
+    """With weight decay on the biases, stationarity in b is λb = −(1/N) Σ_i δ_i, so the
+    class terms Σ_c D_c = Σ_i δ_i do not cancel (the rank-(K − 1) case needs them to) unless
+    b = 0: a hidden layer keeps rank K, and tail_Km1 stays far above tail_K.
+    """
+    data, wd = clusters(n=60), 1e-2
+    spec = run_spec(wd=wd, epochs=20, activation="softplus", convergence={"steps": 2000}, tol=1e-5)
+    spec["model"]["bias"] = True
+    result = train_run(spec, data, CPU, log=lambda _: None)
+    assert result.certificate.stationary
+    data, model = in_float64(data), result.model.eval()
+    layers = measured_layers(model)
+    outputs = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _a, o, n=n: outputs.__setitem__(n, o)) for n, m in layers
+    ]
+    losses = per_sample_loss(model(data.train_x), data.train_y, **CE)
+    for hook in hooks:
+        hook.remove()
+    deltas = torch.autograd.grad(losses.sum(), [outputs[n] for n, _ in layers])
+    rows, _ = measure_run(model, data, [0.1], 30, wd, CE)
+    for (_, layer), delta, row in zip(layers[:-1], deltas, rows, strict=False):
+        decay = wd * layer.bias.detach()
+        mean_delta = delta.sum(0) / len(data.train_y)
+        # The bias condition holds (to 4e-6 here) with b far from 0: Σ_i δ_i = −Nλb ≠ 0.
+        assert float((decay + mean_delta).norm()) <= 1e-4 * float(decay.norm())
+        assert float(decay.norm()) > 1e-3 * float(layer.weight.detach().norm()) * wd
+        assert row["tail_Km1"] > 1000 * row["tail_K"]
