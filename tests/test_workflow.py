@@ -99,8 +99,13 @@ def test_history_and_spectra_tables(tiny_run):
     assert history.loc[history["phase"] == "convergence", "epoch"].tolist() == [2, 4] * 3
     assert history["residual"].map(math.isfinite).all()
     spectra = pd.read_parquet(tiny_run / "results/tables/tiny/spectra.parquet")
+    # λ = 1000 diverges: one marked row per run, with the epoch and the reason, no values.
+    diverged = spectra[spectra["weight_decay"] == 1000]
+    assert len(diverged) == 3 and (diverged["status"] == "diverged").all()
+    assert diverged["reason"].str.match(r"non-finite loss in sgd \d").all()
+    assert diverged[["layer", "index", "sigma"]].isna().all(axis=None)
     # min(d_out, d_in) singular values per layer: 32 + 32 + 10 (MNIST) or 16 + 32 + 4 (clusters)
-    counts = spectra.groupby(["dataset", "weight_decay"]).size()
+    counts = spectra[spectra["status"] == "finished"].groupby(["dataset", "weight_decay"]).size()
     assert counts.xs("mnist_small").tolist() == [74, 74]
     assert counts.xs("clusters_a").tolist() == [52, 52]
 
@@ -312,7 +317,8 @@ def test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept(tmp_path):
     targets = ["results/data/mnist_small.safetensors"] + [
         f"results/runs/tiny/clusters_a/wd~{wd}/seed~0/layers.parquet" for wd in ("0", "0.001")
     ]
-    done = snakemake(tmp_path, "--cores", "2", "--keep-going", *targets, configfile=config)
+    # No --keep-going: profiles/default, loaded without being named, keeps going.
+    done = snakemake(tmp_path, "--cores", "2", *targets, configfile=config)
     assert done.returncode != 0
     log = (tmp_path / "results/logs/fetch_raw/mnist.log").read_text()
     assert "train-labels-idx1-ubyte" in log and "a25bea736e30d166cdddb491f175f624" in log

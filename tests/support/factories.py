@@ -1,4 +1,4 @@
-"""Small problems and run specs shared by the tests."""
+"""Small problems, run specs and real runs' files shared by the tests."""
 
 import struct
 from pathlib import Path
@@ -6,11 +6,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from rankcollapse import config as configs
 from rankcollapse.claims.report import plain
-from rankcollapse.config import spec_hash
+from rankcollapse.config import spec_hash, validate_config
 from rankcollapse.features import Features
 from rankcollapse.measures import variability_summary
+from rankcollapse.prepare_dataset import prepare_dataset
 from rankcollapse.statistics import EmbeddingStats
+from rankcollapse.train import train
 
 
 def clusters(n=40, classes=3, dim=5, spread=0.3, seed=0) -> Features:
@@ -167,3 +170,39 @@ def small_dataset() -> dict[str, torch.Tensor]:
         "test_x": torch.arange(6).float().unsqueeze(1),
         "test_y": torch.arange(6),
     }
+
+
+TINY = Path(__file__).resolve().parents[2] / "tests/configs/tiny.yaml"
+RUN_FILES = ("model.safetensors", "history.csv", "metadata.json", "checkpoint.safetensors")
+
+
+def quiet(_: str) -> None:
+    """A log that prints nothing."""
+
+
+def tiny_config(*studies: str) -> dict:
+    """tests/configs/tiny.yaml as validated (defaults filled in); only ``studies``, and no
+    paper B section, when some are named.
+    """
+    config = yaml.safe_load(TINY.read_text())
+    if studies:
+        config["studies"] = {name: config["studies"][name] for name in studies}
+        del config["utilization"]
+    validate_config(config, SCHEMA)
+    return config
+
+
+def trained_run(root: Path, config: dict, dataset: str, wd: str, threads: int = 1) -> dict:
+    """One run (study tiny, seed 0) of a validated config on a synthetic dataset, trained by
+    the rule's own function once the dataset is prepared: the paths of the dataset ("data")
+    and of the run's files, by name.
+    """
+    data = root / f"{dataset}.safetensors"
+    if not data.exists():
+        prepare_dataset(configs.dataset_spec(config, dataset), None, None, str(data), quiet)
+    run = root / "tiny" / dataset / f"wd~{wd}"
+    paths = {"data": str(data), **{name: str(run / name) for name in RUN_FILES}}
+    spec = configs.run_spec(config, "tiny", dataset, wd, "0")
+    outputs = [paths[name] for name in RUN_FILES]
+    train(spec, str(data), *outputs, "cpu", threads, 0, "record", quiet)
+    return paths

@@ -1,6 +1,7 @@
 """Rule ``aggregate``: a study's tidy tables from its runs' files. Layers (one row per run ×
 layer), history (one row per run × record) and spectra (one row per run × layer × singular
-value), each row carrying its run's keys and provenance.
+value), each row carrying its run's keys and provenance; a run that did not finish (diverged)
+has its marked rows in every table, in spectra one row without values.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def aggregate(
             spectra_frames.append(
                 pd.DataFrame({**keys, "layer": layer, "index": index, "sigma": s})
             )
+        if not tensors:  # measure wrote none: the run is marked, as in its layer table
+            spectra_frames.append(pd.DataFrame([keys]))
     outputs = {
         layers_table: layer_frames,
         history_table: history_frames,
