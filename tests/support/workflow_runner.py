@@ -1,6 +1,7 @@
 """Running the repository's Snakefile, or one of its rules' commands, from a test."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,48 @@ def snakemake_command(workdir: Path, *args: str, configfile: Path) -> list[str]:
     ]
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, configfile: Path, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's Snakefile in ``workdir``; ``env`` adds to the environment."""
     command = snakemake_command(workdir, *args, configfile=configfile)
-    return subprocess.run(command, env=ENV, capture_output=True, text=True)
+    return subprocess.run(command, env={**ENV, **(env or {})}, capture_output=True, text=True)
+
+
+JOB = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
+
+
+def planned_jobs(stdout: str) -> list[dict]:
+    """The jobs a dry run (``-n -p``) prints: each job's rule, output, resources (text values)
+    and shell command.
+    """
+    jobs = []
+    starts = list(JOB.finditer(stdout))
+    for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(stdout)], strict=True):
+        fields = {}
+        for line in stdout[match.end() : end].splitlines():
+            key, _, value = line.strip().partition(": ")
+            fields.setdefault(key, value)
+        shell = fields.get("Shell command")
+        resources = dict(
+            item.partition("=")[::2] for item in fields.get("resources", "").split(", ") if item
+        )
+        jobs.append(
+            {
+                "rule": match.group(1),
+                "output": fields.get("output", ""),
+                "resources": resources,
+                "shell": None if shell == "None" else shell,
+            }
+        )
+    return jobs
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """The "Job stats" table of a dry run: jobs per rule, and ``total``."""
+    table = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [row.split() for row in table.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 CLI_ENV = {**ENV, "PYTHONPATH": str(REPO / "workflow")}
