@@ -1,6 +1,7 @@
 """Config validation: defaults filled in, every bad value refused with the key named."""
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -421,11 +422,38 @@ def test_text_that_means_a_number_is_read_as_one():
     assert config["studies"]["tiny"]["datasets"] == TINY["studies"]["tiny"]["datasets"]
 
 
-def test_bad_configs_are_many_and_distinct():
-    assert len(BAD) >= 15
-    assert len({(tuple(map(str, path)), repr(value)) for path, value, *_ in BAD.values()}) == len(
-        BAD
-    )
+def key_paths(node: dict, prefix: tuple = ()) -> list[tuple]:
+    """The path of every key of a config, at every depth."""
+    found = []
+    for key, value in node.items():
+        found.append((*prefix, key))
+        if isinstance(value, dict):
+            found += key_paths(value, (*prefix, key))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"]
+)
+def test_every_key_is_checked_and_named(path):
+    # Every key of the config as validated (defaults filled in) given a value of the wrong
+    # kind: a mapping where a value is meant, text where a section is. All keys of one depth
+    # at once, each must be named in the one message that lists every problem.
+    config = validated(yaml.safe_load((REPO / path).read_text()))
+    paths = key_paths(config)
+    assert len(paths) > 100
+    for depth in sorted({len(p) for p in paths}):
+        broken = copy.deepcopy(config)
+        level = [p for p in paths if len(p) == depth]
+        for p in level:
+            parent = functools.reduce(lambda node, key: node[key], p[:-1], broken)
+            parent[p[-1]] = "text" if isinstance(parent[p[-1]], dict) else {"a": "mapping"}
+        with pytest.raises(ConfigError) as error:
+            validate_config(broken, SCHEMA)
+        unnamed = [
+            ".".join(p) for p in level if f"config key '{'.'.join(p)}'" not in str(error.value)
+        ]
+        assert not unnamed, f"not checked: {unnamed}"
 
 
 def test_a_study_defined_twice_is_refused_with_both_lines(tmp_path):

@@ -1,12 +1,15 @@
 """The documentation keeps up with the code: every config key documented, the conda
-environment pinned like the project, the science cited where it lives.
+environment pinned like the project, the full protocol's size as the README states it, the
+science cited where it lives.
 """
 
 import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+from workflow_runner import job_counts, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 # The workflow engine runs the rules; it is not needed inside a rule's environment.
@@ -39,23 +42,54 @@ def test_every_schema_key_appears_in_the_config_readme():
     assert not missing, f"config/README.md does not mention {missing}"
 
 
-def pins(lines) -> dict[str, str]:
+def pins(lines) -> dict[str, str | None]:
+    """Package name to pinned version of requirement lines; a line without ``==`` is kept with
+    version None, so that a loosened pin is not simply left out.
+    """
     found = {}
     for line in lines:
         name, _, version = line.strip().lstrip("- ").partition("==")
-        if version:
-            found[name.lower()] = version
+        found[re.split(r"[<>=!~ \[;]", name, maxsplit=1)[0].lower()] = version.strip() or None
     return found
 
 
-def test_the_conda_environment_pins_what_pyproject_pins():
+def test_every_project_dependency_is_pinned():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    dev = project["optional-dependencies"]["dev"]
+    loose = [name for name, version in pins(project["dependencies"] + dev).items() if not version]
+    assert not loose, f"pyproject.toml does not pin {loose}"
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("envs/*.yaml")), ids=lambda p: p.name)
+def test_the_conda_environment_pins_what_pyproject_pins(path):
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     expected = pins(project["dependencies"])
-    env = yaml.safe_load((REPO / "envs/pipeline.yaml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pins(pip) == {k: v for k, v in expected.items() if k not in ENGINE}
-    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
-    assert python.replace(" ", "") == "python=3.11" and "<3.12" in project["requires-python"]
+    env = yaml.safe_load(path.read_text())
+    pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    assert len(pip) == 1, "one pip section"
+    assert pins(pip[0]) == {k: v for k, v in expected.items() if k not in ENGINE}
+    # Conda itself installs Python and pip only, so no package has a second, unpinned copy.
+    conda = [d.replace(" ", "") for d in env["dependencies"] if isinstance(d, str)]
+    assert sorted(conda) == ["pip", "python=3.11"] and "<3.12" in project["requires-python"]
+
+
+def numbers(pattern: str, text: str) -> list[int]:
+    found = re.findall(pattern, text)
+    assert found, f"README.md no longer says {pattern!r}: update this test with it"
+    return [int(re.sub(r"\D", "", n)) for n in found]
+
+
+def test_the_full_protocol_plans_the_jobs_the_readme_states(tmp_path):
+    readme = " ".join((REPO / "README.md").read_text().split())
+    jobs = numbers(r"plans (?:the )?(\d[\d ]*) jobs(?: of `config/paper\.yaml`| \(\d)", readme)
+    runs = numbers(r"jobs \((\d[\d ]*) training runs\)", readme)
+    paper = REPO / "config/paper.yaml"
+    done = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=paper)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = job_counts(done.stdout)
+    assert set(jobs) == {counts["total"]} and set(runs) == {counts["train"]}
+    # "device: cuda there: every training job asks for a GPU" (test_resources.py: cuda's GPUs)
+    assert yaml.safe_load(paper.read_text())["device"] == "cuda"
 
 
 def test_the_science_is_cited_where_it_lives():
