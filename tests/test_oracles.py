@@ -18,21 +18,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from factories import SCHEMA, quiet
 from rankcollapse.config import run_spec, validate_config
 from rankcollapse.measure import measure
 from rankcollapse.train import train
 from rankcollapse.utilize import utilize
 from safetensors.torch import load_file
 from torch.nn import functional
-from workflow_runner import REPO
 
 EPS = [0.1, 0.01, 0.001]
 ENERGIES = [0.9, 0.99]
 CALIBRATION = 300
-
-
-def quiet(_line: str) -> None:
-    pass
 
 
 # ---- a run's files, read without the package ----
@@ -397,7 +393,7 @@ def trained_measured_utilized(tmp_path: Path, data: Path, arch: str) -> Path:
             }
         },
     }
-    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    validate_config(config, SCHEMA)
     spec = run_spec(config, arch, "mnist_small", "1e-3", "0")
     run = tmp_path / arch
     names = {f: str(run / f) for f in ("model.safetensors", "history.csv", "metadata.json")}
