@@ -9,6 +9,17 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
+def pytest_collection_modifyitems(items):
+    """`make test` spreads the tests over the cores (pytest-xdist, ``--dist loadgroup``): a
+    module stays on one worker, so that its module-scoped fixtures are built once, and the
+    modules that read the tiny DAG's outputs share one, so that the DAG runs once.
+    """
+    reading = {item.module.__name__ for item in items if "tiny_run" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("tiny_run" if module in reading else module))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The whole DAG of tests/configs/tiny.yaml, run locally once per session (2 cores)."""

@@ -84,9 +84,7 @@ def test_tables_hold_every_run_and_layer_with_finite_measures(tiny_run):
     ]
     for column in measures:
         assert table[column].map(math.isfinite).all(), column
-    # The hidden layers' ranks cannot exceed their width; the last layer's not K.
-    last = table[table["layer"] == "layer3"]
-    assert (last["rank_fro"] <= last["classes"]).all()
+    # The values themselves are recomputed independently in tests/test_oracles.py.
 
 
 def test_history_and_spectra_tables(tiny_run):
