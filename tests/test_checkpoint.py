@@ -67,8 +67,16 @@ def test_an_interrupted_run_resumes_bitwise(tmp_path, kill_at, every, resumed_fr
     checkpointing = Checkpointing(tmp_path / "checkpoint.safetensors", every)
     with pytest.raises(Killed):
         train_run(spec, data, CPU, log=killer(kill_at), checkpointing=checkpointing)
-    resumed = train_run(spec, data, CPU, log=lambda _: None, checkpointing=checkpointing)
+    lines = []
+    resumed = train_run(spec, data, CPU, log=lines.append, checkpointing=checkpointing)
     assert resumed.resumed_from == resumed_from
+    # It resumed from the checkpoint: it redid only the records after it (a fresh run does 5
+    # SGD epochs and 3 L-BFGS records), counted from its log.
+    done = {k: int(v) for k, v in (p.split() for p in resumed_from.split(", ") if p)}
+    for phase in ("sgd", "convergence"):
+        after = [r for r in uninterrupted.history if r["phase"] == phase]
+        redone = sum(r["epoch"] > done.get(phase, 0) for r in after)
+        assert sum(line.startswith(f"{phase} ") for line in lines) == redone, (phase, lines)
     assert_bitwise_equal(state(resumed), state(uninterrupted))
     assert without_times(resumed.history) == without_times(uninterrupted.history)
     assert resumed.certificate == uninterrupted.certificate

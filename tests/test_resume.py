@@ -1,11 +1,11 @@
-"""Preemption: a training job killed with SIGKILL at a random point resumes from its last
-checkpoint and ends bitwise where an uninterrupted run ends; same config and seed give
-bitwise-identical tables, other seeds other ones.
+"""Preemption: a training job killed with SIGKILL resumes from its last checkpoint, redoes only
+the records after it (counted from its log) and ends bitwise where an uninterrupted run ends;
+same config and seed give bitwise-identical tables, other seeds other ones. Each kill comes
+when the job has reached a given state, read from the files it writes, never after a delay.
 """
 
 import json
 import os
-import random
 import signal
 import subprocess
 import time
@@ -40,8 +40,45 @@ CONFIG = {
     },
     "training": {"checkpoint_every": 2},
 }
-# Lines of the training log after which the kill is sent, a random few milliseconds later.
-KILL_AFTER = ["sgd 1:", "sgd 9:", "sgd 24:", "convergence 15:"]
+# When each job is killed: once its first record is logged (its first checkpoint comes with
+# the second record), or once its checkpoint has reached an SGD epoch or L-BFGS iteration.
+KILL_WHEN = ["logged sgd 1", "checkpoint sgd 8", "checkpoint sgd 24", "checkpoint convergence 10"]
+
+
+def checkpoint_progress(path: Path) -> dict[str, int] | None:
+    """The progress recorded in a checkpoint (per phase, the epochs or L-BFGS iterations it
+    holds), or None while there is none. Read while the job runs: the checkpoint is replaced
+    atomically, and its safetensors header (8 bytes of length, then JSON with the metadata) is
+    read through one open file, so each read sees a whole one.
+    """
+    try:
+        with path.open("rb") as file:
+            header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+    except FileNotFoundError:
+        return None
+    return json.loads(header["__metadata__"]["progress"])
+
+
+def wait_until(reached, job: subprocess.Popen, what: str, every: float = 0.002) -> None:
+    """Poll the file system every ``every`` seconds until ``reached()``, while ``job`` runs
+    (5 minutes at most).
+    """
+    deadline = time.monotonic() + 300
+    while not reached():
+        assert job.poll() is None, f"the job ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def records_after(history: pd.DataFrame, progress: dict[str, int] | None) -> dict[str, int]:
+    """Per phase, the records of an uninterrupted run's history that come after a checkpoint's
+    progress: all of them without a checkpoint.
+    """
+    done = progress or {}
+    return {
+        phase: int(((history.phase == phase) & (history.epoch > done.get(phase, 0))).sum())
+        for phase in ("sgd", "convergence")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,34 +101,50 @@ def run(tmp_path_factory):
     return root, train_args, reference
 
 
-@pytest.mark.parametrize("kill_after", KILL_AFTER)
-def test_a_killed_training_job_resumes_bitwise(run, kill_after):
+@pytest.mark.parametrize("kill_when", KILL_WHEN)
+def test_a_killed_training_job_resumes_bitwise(run, kill_when):
     root, train_args, reference = run
-    out = root / kill_after.replace(" ", "_").rstrip(":")
-    job = cli(*train_args(out, 2), stdout=subprocess.PIPE)
-    for line in job.stdout:
-        if line.startswith(kill_after):
-            time.sleep(random.Random(kill_after).uniform(0, 0.02))
-            job.send_signal(signal.SIGKILL)
-            break
+    out = root / kill_when.replace(" ", "_")
+    checkpoint = out / "checkpoint.safetensors"
+    killed_log = root / f"{out.name}.log"
+    with killed_log.open("w") as stdout:
+        job = cli(*train_args(out, 2), stdout=stdout)
+    what, phase, point = kill_when.split()
+    if what == "logged":
+        line = f"{phase} {point}:"
+        wait_until(lambda: line in killed_log.read_text(), job, f"{line!r} in its log")
+    else:
+        wait_until(
+            lambda: (checkpoint_progress(checkpoint) or {}).get(phase, 0) >= int(point),
+            job,
+            f"a checkpoint at {phase} {point}",
+        )
+    job.send_signal(signal.SIGKILL)
     assert job.wait() == -signal.SIGKILL
     assert not (out / "model.safetensors").exists()
-    checkpointed = (out / "checkpoint.safetensors").exists()
+    # What the rerun must redo follows from the checkpoint the kill left, whenever it came.
+    progress = checkpoint_progress(checkpoint)
+    if what == "checkpoint":
+        assert progress[phase] >= int(point)
     resumed = cli(*train_args(out, 2), stdout=subprocess.PIPE)
     log = resumed.communicate()[0]
     assert resumed.returncode == 0, log
-    # A checkpoint is written after every second record: none yet after the first epoch.
-    assert checkpointed == (kill_after != "sgd 1:")
-    assert ("resumed from" in log) == checkpointed
+    assert ("resumed from" in log) == (progress is not None)
     meta = json.loads((out / "metadata.json").read_text())
-    assert (meta["resumed_from"] != "") == checkpointed
+    assert (meta["resumed_from"] != "") == (progress is not None)
+    expected = pd.read_csv(reference / "history.csv").drop(columns="seconds")
+    # It resumed from the checkpoint: it redid only the records after it (a fresh run does
+    # 30 SGD epochs and every L-BFGS record), counted from its log.
+    lines = log.splitlines()
+    redone = records_after(expected, progress)
+    assert sum(line.startswith("sgd ") for line in lines) == redone["sgd"], log
+    assert sum(line.startswith("convergence ") for line in lines) == redone["convergence"], log
     assert (out / "model.safetensors").read_bytes() == (
         reference / "model.safetensors"
     ).read_bytes()
     history = pd.read_csv(out / "history.csv").drop(columns="seconds")
-    expected = pd.read_csv(reference / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(history, expected, check_exact=True)
-    assert not (out / "checkpoint.safetensors").exists()
+    assert not checkpoint.exists()
 
 
 def write_config(path: Path) -> Path:
@@ -108,6 +161,7 @@ def test_snakemake_killed_mid_run_resumes_to_identical_tables(tmp_path):
 
     killed = tmp_path / "killed"
     train_log = killed / "results/logs/train/resume/blobs/wd~0.001/seed~0.log"
+    checkpoint = killed / "results/runs/resume/blobs/wd~0.001/seed~0/checkpoint.safetensors"
     job = subprocess.Popen(
         snakemake_command(killed, "--cores", "1", target, configfile=config),
         env=ENV,
@@ -115,18 +169,30 @@ def test_snakemake_killed_mid_run_resumes_to_identical_tables(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 300
-    while "sgd 12:" not in (train_log.read_text() if train_log.exists() else ""):
-        assert job.poll() is None and time.monotonic() < deadline, "training never got going"
-        time.sleep(0.01)
+    # Killed, Snakemake and its training job with it, once seed 0 has a checkpoint mid-SGD.
+    wait_until(
+        lambda: (checkpoint_progress(checkpoint) or {}).get("sgd", 0) >= 12,
+        job,
+        "a checkpoint of seed 0 at sgd 12",
+        every=0.01,
+    )
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     assert not (killed / target).exists()
+    progress = checkpoint_progress(checkpoint)
 
     assert snakemake(killed, "--unlock", configfile=config).returncode == 0
     done = snakemake(killed, "--cores", "2", "--rerun-incomplete", target, configfile=config)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resumed from" in train_log.read_text()
+    # The rerun's training log: seed 0 resumed and redid only the records after its checkpoint.
+    log = train_log.read_text()
+    assert "resumed from" in log
+    lines = log.splitlines()
+    history = pd.read_csv(straight / "results/runs/resume/blobs/wd~0.001/seed~0/history.csv")
+    redone = records_after(history, progress)
+    assert 12 <= progress["sgd"] < 30  # killed mid-SGD
+    assert sum(line.startswith("sgd ") for line in lines) == redone["sgd"], log
+    assert sum(line.startswith("convergence ") for line in lines) == redone["convergence"], log
 
     table = pd.read_parquet(killed / target)
     pd.testing.assert_frame_equal(table, pd.read_parquet(straight / target), check_exact=True)
