@@ -2,8 +2,10 @@
 
 The submit side runs without a cluster: stand-ins for the SLURM commands record the `sbatch` call
 the real plugin builds from the real profile. The real test brings up a one-node SLURM cluster
-with accounting (tests/slurm_cluster.py), runs part of the tiny workflow through it, and checks
-that every job went through `sbatch` and that the measures equal those of a local run.
+with accounting (tests/support/slurm_cluster.py), runs part of the tiny workflow through it, and
+checks that every job went through `sbatch`, that the compress and measure jobs asked for CPUs
+and no GPU (as accounting recorded their submission), and that weights, histories, measures and
+the compression table equal those of a local run.
 """
 
 import os
@@ -22,6 +24,7 @@ from workflow_runner import BIN, REPO, snakemake_command
 TINY = REPO / "tests/configs/tiny.yaml"
 PROFILE = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
 TRAIN_TARGET = "results/runs/tiny/clusters_a/wd~0.001/seed~0/model.safetensors"
+COMPRESS_TARGET = "results/runs/tiny/clusters_a/wd~0.001/seed~0/compress/energy~0.99.parquet"
 
 
 def test_profile_comments_every_entry():
@@ -198,15 +201,72 @@ def cluster(tmp_path_factory):
 PROVENANCE = {"git_commit", "host", "hostname", "timestamp", "seconds"}
 
 
+def assert_same_tables(remote: pd.DataFrame, local: pd.DataFrame) -> None:
+    assert list(remote.columns) == list(local.columns)
+    compared = [c for c in local.columns if c not in PROVENANCE]
+    pd.testing.assert_frame_equal(remote[compared], local[compared], check_exact=True)
+
+
+def assert_same_run(remote: Path, local: Path) -> None:
+    """A run made on the cluster is the local one: the same weights, byte for byte, the same
+    history (its timings aside) and the same measures.
+    """
+    weights = [(d / "model.safetensors").read_bytes() for d in (remote, local)]
+    assert weights[0] == weights[1], f"{remote}: other weights than the local run's"
+    histories = [pd.read_csv(d / "history.csv") for d in (remote, local)]
+    assert_same_tables(*histories)
+    assert_same_tables(*(pd.read_parquet(d / "layers.parquet") for d in (remote, local)))
+
+
+SACCT_FIELDS = "JobID,State,Account,Comment,ReqTRES,SubmitLine"
+
+
+def sacct_jobs(out: str) -> list[dict[str, str]]:
+    """`sacct -X -n -P -o SACCT_FIELDS` as one dict per job, with its rule (from the comment
+    the plugin gives each job) and the sbatch options of its submit line (the words before the
+    job's command, which the plugin passes last, as --wrap).
+    """
+    names = SACCT_FIELDS.split(",")
+    jobs = []
+    for line in out.splitlines():
+        if line:
+            job = dict(zip(names, line.split("|", len(names) - 1), strict=True))
+            job["rule"] = re.match(r"rule_(.+?)(_wildcards_.*)?$", job["Comment"]).group(1)
+            job["options"] = job["SubmitLine"].split(" --wrap=", 1)[0].split()
+            jobs.append(job)
+    return jobs
+
+
+def assert_asks_for_cpus_only(job: dict[str, str], threads: int, mem_mb: int) -> None:
+    """A job of a device=cpu run asked for `threads` CPUs and no GPU: in its sbatch options
+    and in what the scheduler recorded as requested (ReqTRES, e.g. cpu=1,mem=4000M,node=1).
+    """
+    options = job["options"]
+    what = f"{job['rule']} job {job['JobID']}: {' '.join(options)}"
+    assert option(options, "--cpus-per-task") == str(threads), what
+    for gpu_option in ("--gpus", "-G", "--gres", "--cpus-per-gpu", "--gpus-per-node"):
+        assert option(options, gpu_option) is None, what
+    requested = dict(item.split("=", 1) for item in job["ReqTRES"].split(","))
+    assert requested["cpu"] == str(threads) and requested["mem"] == f"{mem_mb}M", job["ReqTRES"]
+    assert not any(name.startswith("gres/") for name in requested), job["ReqTRES"]
+
+
+def shell_commands(log: str, rule: str) -> list[str]:
+    """The shell commands Snakemake printed for the jobs of `rule` it submitted."""
+    return re.findall(rf"^Shell command: (python -m rankcollapse {rule} .*)$", log, re.M)
+
+
 @pytest.mark.workflow
 def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny_run, tmp_path):
     started = time.monotonic()
     workdir = tmp_path / "work"
     workdir.mkdir()
-    # The tiny study cut to one λ and two datasets (a real one, fetched, and a synthetic one):
-    # the whole chain from raw data to a figure in 9 jobs. Its runs are the local run's runs
-    # (same run specs), so their measures must be the same.
+    # The tiny study cut to one λ and two datasets (a real one, fetched, and a synthetic one),
+    # on the CPU: the whole chain from raw data to a figure, and one compression, in 11 jobs.
+    # Its runs are the local run's runs (same run specs; the device is not part of a spec), so
+    # their weights, histories and measures must be the same.
     config = yaml.safe_load(TINY.read_text())
+    config["device"] = "cpu"
     study = config["studies"]["tiny"]
     study["datasets"], study["weight_decay"] = ["mnist_small", "clusters_a"], [1.0e-3]
     (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(config))
@@ -227,6 +287,7 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
         "5",
         "results/tables/tiny/layers.parquet",
         "results/figures/tiny/rank_vs_variability.pdf",
+        COMPRESS_TARGET,
         env=env,
         timeout=900,
         configfile=tmp_path / "cluster.yaml",
@@ -242,27 +303,41 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
         )
     )
     sacct = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-a", "-o", "JobID,State,Account,Comment", "-S", "2000-01-01"],
+        ["sacct", "-X", "-n", "-P", "-a", "-o", SACCT_FIELDS, "-S", "2000-01-01"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.splitlines()
-    rows = [line.split("|") for line in sacct if line]
-    submitted = Counter(re.match(r"rule_(.+?)(_wildcards_.*)?$", row[3]).group(1) for row in rows)
-    assert sum(planned.values()) == 9, planned
+    ).stdout
+    (tmp_path / "sacct.txt").write_text(sacct)  # kept beside the run, for a look after a failure
+    jobs = sacct_jobs(sacct)
+    submitted = Counter(job["rule"] for job in jobs)
+    assert sum(planned.values()) == 11, planned
     assert submitted == planned, (submitted, planned)
-    assert {row[1] for row in rows} == {"COMPLETED"}
-    assert {row[2] for row in rows} == {slurm_cluster.ACCOUNT}
+    assert {job["State"] for job in jobs} == {"COMPLETED"}
+    assert {job["Account"] for job in jobs} == {slurm_cluster.ACCOUNT}
 
-    # The same measures as the local run of the same config: same seeds, one thread per job on
+    # The submit side of a device=cpu run: train and compress (which fine-tunes on the training
+    # device) and measure asked for their threads as CPUs and for no GPU; no job asked for one.
+    threads = config.get("threads", {})
+    threads_of = {"train": "train", "compress": "train", "measure": "measure"}
+    for job in jobs:
+        if job["rule"] in threads_of:
+            assert_asks_for_cpus_only(job, threads.get(threads_of[job["rule"]], 1), 4000)
+    assert not any("gres/" in job["ReqTRES"] for job in jobs)
+    # Compress and train were told to run on the CPU, and compress says it did.
+    for rule in ("compress", "train"):
+        commands = shell_commands(done.stderr, rule)
+        assert commands and all(" --device cpu " in c for c in commands), (rule, commands)
+
+    # The same runs as the local run of the same config: same seeds, one thread per job on
     # the CPU in both, so bit for bit.
-    runs = [f"results/runs/tiny/{d}/wd~0.001/seed~0/layers.parquet" for d in study["datasets"]]
-    for run in runs:
-        local, remote = pd.read_parquet(tiny_run / run), pd.read_parquet(workdir / run)
-        assert list(remote.columns) == list(local.columns)
-        compared = [c for c in local.columns if c not in PROVENANCE]
-        pd.testing.assert_frame_equal(remote[compared], local[compared], check_exact=True)
+    for dataset in study["datasets"]:
+        run = f"results/runs/tiny/{dataset}/wd~0.001/seed~0"
+        assert_same_run(workdir / run, tiny_run / run)
+    compression = pd.read_parquet(workdir / COMPRESS_TARGET)
+    assert set(compression["device"]) == {"cpu"}
+    assert_same_tables(compression, pd.read_parquet(tiny_run / COMPRESS_TARGET))
     assert len(pd.read_parquet(workdir / "results/tables/tiny/layers.parquet")) == 6
     assert (workdir / "results/figures/tiny/rank_vs_variability.pdf").stat().st_size > 0
-    print(f"tiny workflow on SLURM: {len(rows)} jobs in {time.monotonic() - started:.0f} s")
+    print(f"tiny workflow on SLURM: {len(jobs)} jobs in {time.monotonic() - started:.0f} s")
