@@ -9,6 +9,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """`make test` spreads the tests over the cores (pytest-xdist, ``--dist loadgroup``): a
     module stays on one worker, so that its module-scoped fixtures are built once, and the
