@@ -23,7 +23,7 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
 test: setup ## the whole test suite (unit tests, lint, workflow smoke run), one worker per core
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 archive: setup ## the results archive of the run (results/results-archive.tar; README, reviewers)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) results/results-archive.tar

@@ -9,16 +9,26 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """`make test` spreads the tests over the cores (pytest-xdist, ``--dist loadgroup``): a
-    module stays on one worker, so that its module-scoped fixtures are built once, and the
-    modules that read the tiny DAG's outputs share one, so that the DAG runs once.
+# The modules that read the tiny DAG's outputs (the session fixture below).
+TINY_RUN_READERS = {
+    p.name for p in (REPO / "tests").glob("test_*.py") if "tiny_run" in p.read_text()
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` spreads the modules over the cores (pytest-xdist, ``--dist loadscope``): a
+    module runs on one worker, so that its module-scoped fixtures are built once, and the
+    modules that read the tiny DAG run on one worker together, so that the DAG is built once
+    and no two tests use its folder at the same time.
     """
-    reading = {item.module.__name__ for item in items if "tiny_run" in item.fixturenames}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("tiny_run" if module in reading else module))
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tiny_run" if Path(module).name in TINY_RUN_READERS else module
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
