@@ -1,6 +1,6 @@
 """profiles/default applies without being named, also as the tests run Snakemake (another
 working directory, the Snakefile named): a job killed half-way is re-run. Its keep-going is
-shown by tests/test_workflow.py::test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept,
+shown by tests/test_workflow_faults.py::test_a_corrupt_raw_file_is_refused_and_other_runs_are_kept,
 which does not ask for it.
 """
 
