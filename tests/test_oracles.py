@@ -177,7 +177,7 @@ def svd_truncation_distance(w, rank):
     return float(torch.linalg.norm(w - u[:, :rank] @ torch.diag(s[:rank]) @ vh[:rank]))
 
 
-def dense_layer_values(run: Path, data: Path) -> tuple[list[dict], dict]:
+def dense_layer_values(run: Path, data: Path) -> list[dict]:
     meta = json.loads((run / "metadata.json").read_text())
     spec = meta["spec"]
     state = load_weights(run / "model.safetensors")
@@ -244,7 +244,7 @@ def dense_layer_values(run: Path, data: Path) -> tuple[list[dict], dict]:
         if index == len(tape.layers) - 1:
             row.update(last_layer_collapse(w, centred_means, z, means, out))
         rows.append(row)
-    return rows, {"train_x": train_x, "state": state, "tape": tape, "spec": spec}
+    return rows
 
 
 def spread(norms):
@@ -357,7 +357,7 @@ def test_tiny_dag_tables_equal_a_dense_recomputation(tiny_run, dataset, wd, rel)
     data = tiny_run / f"results/data/{dataset}.safetensors"
     table = pd.read_parquet(tiny_run / "results/tables/tiny/layers.parquet")
     table = table[(table["dataset"] == dataset) & (table["weight_decay"] == float(wd))]
-    oracle, _ = dense_layer_values(run, data)
+    oracle = dense_layer_values(run, data)
     assert assert_layer_rows_agree(table, oracle, rel) >= 3 * 16
     utilization = pd.read_parquet(tiny_run / "results/tables/tiny/utilization.parquet")
     utilization = utilization[
@@ -437,7 +437,7 @@ def test_cnn_and_vit_tables_equal_a_dense_recomputation(tiny_run, tmp_path, arch
     data = tiny_run / "results/data/mnist_small.safetensors"
     run = trained_measured_utilized(tmp_path, data, arch)
     assert json.loads((run / "metadata.json").read_text())["status"] == "finished"
-    oracle, _ = dense_layer_values(run, data)
+    oracle = dense_layer_values(run, data)
     table = pd.read_parquet(run / "layers.parquet")
     assert assert_layer_rows_agree(table, oracle, 1e-10) >= len(oracle) * 16
     assert_utilization_agrees(pd.read_parquet(run / "utilization.parquet"), run, data, utilized)

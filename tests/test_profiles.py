@@ -8,12 +8,9 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
+from factories import TINY
 from workflow_runner import ENV, job_counts, snakemake, snakemake_command
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests/configs/tiny.yaml"
 
 
 def test_a_job_killed_half_way_is_planned_again(tmp_path):

@@ -4,13 +4,11 @@ twice the memory on a retry for every rule (README, "Running on a cluster").
 """
 
 import re
-from pathlib import Path
 
 import pytest
-from workflow_runner import planned_jobs, snakemake
+from factories import TINY
+from workflow_runner import REPO, planned_jobs, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests/configs/tiny.yaml"
 # Every rule of the workflow, so that one left out of the plan below is noticed.
 RULES = set(
     re.findall(
