@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
 import io
+import subprocess
+import sys
+import threading
 import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from factories import idx_bytes
+from factories import cifar10_archive, idx_bytes
 from rankcollapse import fetch_raw
+from rankcollapse.config import CIFAR10_ARCHIVE, CIFAR10_BINARY_MD5
 from rankcollapse.errors import DataError
 from rankcollapse.fetch_raw import RawFile
-from rankcollapse.readers import load_mnist_like
+from rankcollapse.readers import load_cifar10_binary, load_mnist_like, md5_of
+from workflow_runner import CLI_ENV
 
 
 def spec_for(name: str, payload: bytes) -> RawFile:
@@ -254,3 +261,139 @@ def test_real_fashion_mnist_debian_files_verify():
 
 
 # --- CIFAR-10 -------------------------------------------------------------------------------
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over HTTP on the loopback address: (folder, its base address)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+
+
+def corrupt_copy(archive: Path, out: Path) -> Path:
+    """``archive`` with one byte in its middle changed."""
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+def acquire_cifar10(dest: Path, **kwargs):
+    options = {"mirror": None, "download": True, "url": None, "md5": None, "log": quiet}
+    return fetch_raw.acquire_cifar10(dest, **options | kwargs)
+
+
+def test_cifar10_downloaded_over_http_and_verified(tmp_path, served):
+    folder, base = served
+    archive = cifar10_archive(folder / CIFAR10_ARCHIVE)
+    md5 = md5_of(archive)
+    url = f"{base}/{CIFAR10_ARCHIVE}"
+    provenance = acquire_cifar10(tmp_path / "raw", url=url, md5=md5)
+    assert provenance == {CIFAR10_ARCHIVE: {"source": "download", "url": url, "md5": md5}}
+    assert (tmp_path / "raw" / CIFAR10_ARCHIVE).read_bytes() == archive.read_bytes()
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [CIFAR10_ARCHIVE]  # staging gone
+    assert load_cifar10_binary(tmp_path / "raw" / CIFAR10_ARCHIVE, md5)["train_x"].shape == (
+        300,
+        3,
+        32,
+        32,
+    )
+    # Now in place: reused, not downloaded again.
+    again = acquire_cifar10(tmp_path / "raw", url=f"{base}/gone", md5=md5)
+    assert again[CIFAR10_ARCHIVE]["source"] == "existing"
+
+
+def test_cifar10_corrupt_download_is_refused_with_both_checksums(tmp_path, served):
+    folder, base = served
+    good = cifar10_archive(tmp_path / "good.tar.gz")
+    bad = corrupt_copy(good, folder / CIFAR10_ARCHIVE)
+    url = f"{base}/{CIFAR10_ARCHIVE}"
+    with pytest.raises(DataError) as caught:
+        acquire_cifar10(tmp_path / "raw", url=url, md5=md5_of(good))
+    message = str(caught.value)
+    assert f"download from {url}: md5 {md5_of(bad)}, expected {md5_of(good)}" in message
+    assert CIFAR10_ARCHIVE in message and "set `data.mirror` to that folder" in message
+    assert list((tmp_path / "raw").iterdir()) == []  # nothing half-fetched is left
+
+
+def test_cifar10_download_http_error_and_no_network_are_named(tmp_path, served):
+    _, base = served
+    with pytest.raises(DataError, match=r"download from .*/missing.tar.gz: HTTP 404"):
+        acquire_cifar10(tmp_path / "raw", url=f"{base}/missing.tar.gz")
+    # A port nobody listens on: the connection is refused.
+    with pytest.raises(DataError, match=r"download from http://127.0.0.1:9/x: unavailable"):
+        acquire_cifar10(tmp_path / "raw", url="http://127.0.0.1:9/x")
+
+
+@pytest.mark.parametrize("sub_folder", ["", "cifar10"])
+def test_cifar10_from_the_mirror_first(tmp_path, served, sub_folder):
+    folder, base = served
+    (tmp_path / "mirror" / sub_folder).mkdir(parents=True, exist_ok=True)
+    archive = cifar10_archive(tmp_path / "mirror" / sub_folder / CIFAR10_ARCHIVE)
+    provenance = acquire_cifar10(
+        tmp_path / "raw", mirror=tmp_path / "mirror", url=f"{base}/nothing", md5=md5_of(archive)
+    )
+    assert provenance[CIFAR10_ARCHIVE]["source"] == "mirror"
+    assert (tmp_path / "raw" / CIFAR10_ARCHIVE).read_bytes() == archive.read_bytes()
+
+
+def test_cifar10_corrupt_mirror_copy_is_an_error_not_skipped(tmp_path, served):
+    folder, base = served
+    good = cifar10_archive(folder / CIFAR10_ARCHIVE)  # the download would be good
+    (tmp_path / "mirror").mkdir()
+    bad = corrupt_copy(good, tmp_path / "mirror" / CIFAR10_ARCHIVE)
+    with pytest.raises(DataError) as caught:
+        acquire_cifar10(
+            tmp_path / "raw",
+            mirror=tmp_path / "mirror",
+            url=f"{base}/{CIFAR10_ARCHIVE}",
+            md5=md5_of(good),
+        )
+    message = str(caught.value)
+    assert str(bad) in message and f"md5 {md5_of(bad)}, expected {md5_of(good)}" in message
+    assert not (tmp_path / "raw" / CIFAR10_ARCHIVE).exists()
+
+
+def test_cifar10_without_a_source_says_where_to_put_it(tmp_path):
+    with pytest.raises(DataError) as caught:
+        acquire_cifar10(tmp_path / "raw", mirror=tmp_path / "empty", download=False)
+    message = str(caught.value)
+    assert "mirror: cifar-10-binary.tar.gz not in" in message
+    assert "download: disabled (data.download: false)" in message
+    assert CIFAR10_BINARY_MD5 in message and "set `data.mirror` to that folder" in message
+
+
+def test_cifar10_official_address_is_the_binary_archive_beside_torchvision_s():
+    from torchvision.datasets import CIFAR10
+
+    url = fetch_raw.cifar10_official_url()
+    assert url.startswith("https://") and url.endswith("/" + CIFAR10_ARCHIVE)
+    assert url.rsplit("/", 1)[0] == CIFAR10.url.rsplit("/", 1)[0]
+
+
+def test_fetch_raw_command_on_a_corrupt_download_exits_with_the_message(tmp_path, served):
+    folder, base = served
+    good = cifar10_archive(tmp_path / "good.tar.gz")
+    corrupt_copy(good, folder / CIFAR10_ARCHIVE)
+    command = [sys.executable, "-m", "rankcollapse", "fetch-raw", "--source", "cifar10"]
+    command += ["--dest", str(tmp_path / "raw"), "--mirror=", "--download", "--no-offline"]
+    command += [f"--cifar10-url={base}/{CIFAR10_ARCHIVE}", f"--cifar10-md5={md5_of(good)}"]
+    done = subprocess.run(command, env=CLI_ENV, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert f"expected {md5_of(good)}" in done.stderr + done.stdout
+    # The same command on the good archive places it, with its provenance.
+    (folder / CIFAR10_ARCHIVE).write_bytes(good.read_bytes())
+    subprocess.run(command, env=CLI_ENV, check=True, capture_output=True)
+    provenance = (tmp_path / "raw" / "provenance.json").read_text()
+    assert '"source": "download"' in provenance and md5_of(good) in provenance

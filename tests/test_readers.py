@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import io
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from factories import idx_bytes
+from factories import idx_bytes, write_cifar_archive
 from rankcollapse import readers
 from rankcollapse.errors import DataError
 
@@ -58,16 +55,6 @@ def cifar_batch(first_label: int, records: int = 3) -> bytes:
     return b"".join(rows)
 
 
-def write_cifar_archive(path: Path, batches: dict[str, bytes]) -> Path:
-    """A tar.gz laid out like cifar-10-binary.tar.gz holding ``batches``."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in batches.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return path
-
-
 def fake_cifar_batches() -> dict[str, bytes]:
     """Five training batches and a test batch of three records each."""
     batches = {f"data_batch_{i}.bin": cifar_batch(3 * (i - 1)) for i in range(1, 6)}
@@ -100,12 +87,3 @@ def test_load_cifar10_wrong_md5_raises(tmp_path):
     archive = write_cifar_archive(tmp_path / "cifar-10-binary.tar.gz", fake_cifar_batches())
     with pytest.raises(DataError, match=readers.CIFAR10_BINARY_MD5):
         readers.load_cifar10_binary(archive)
-
-
-def test_find_cifar10_archive(tmp_path):
-    with pytest.raises(DataError, match="data.mirror"):
-        readers.find_cifar10_archive(tmp_path)
-    with pytest.raises(DataError, match="data.mirror"):
-        readers.find_cifar10_archive(None)
-    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"")
-    assert readers.find_cifar10_archive(tmp_path) == tmp_path / "cifar-10-binary.tar.gz"

@@ -1,6 +1,8 @@
 """Small problems, run specs and real runs' files shared by the tests."""
 
+import io
 import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -199,10 +201,36 @@ def trained_run(root: Path, config: dict, dataset: str, wd: str, threads: int = 
     """
     data = root / f"{dataset}.safetensors"
     if not data.exists():
-        prepare_dataset(configs.dataset_spec(config, dataset), None, None, str(data), quiet)
+        prepare_dataset(configs.dataset_spec(config, dataset), None, str(data), quiet)
     run = root / "tiny" / dataset / f"wd~{wd}"
     paths = {"data": str(data), **{name: str(run / name) for name in RUN_FILES}}
     spec = configs.run_spec(config, "tiny", dataset, wd, "0")
     outputs = [paths[name] for name in RUN_FILES]
     train(spec, str(data), *outputs, "cpu", threads, 0, "record", quiet)
     return paths
+
+
+def write_cifar_archive(path: Path, batches: dict[str, bytes]) -> Path:
+    """A tar.gz laid out like cifar-10-binary.tar.gz holding ``batches``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in batches.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def cifar10_archive(path: Path, per_batch: int = 60, test: int = 120, seed: int = 0) -> Path:
+    """A small archive in CIFAR-10's binary format: five training batches of ``per_batch``
+    records and a test batch of ``test``, labels cycling through the 10 classes, random pixels
+    whose brightness grows with the class (so that the classes can be learned)."""
+    generator = np.random.default_rng(seed)
+
+    def batch(records: int) -> bytes:
+        labels = np.arange(records) % 10
+        pixels = generator.integers(0, 160, size=(records, 3 * 32 * 32)) + 10 * labels[:, None]
+        return np.concatenate([labels[:, None], pixels], axis=1).astype(np.uint8).tobytes()
+
+    batches = {f"data_batch_{i}.bin": batch(per_batch) for i in range(1, 6)}
+    return write_cifar_archive(path, batches | {"test_batch.bin": batch(test)})

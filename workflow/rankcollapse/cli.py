@@ -36,17 +36,18 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rankcollapse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("fetch-raw", help="acquire and verify raw MNIST/Fashion-MNIST files")
+    s = sub.add_parser("fetch-raw", help="acquire and verify a source's raw files")
     s.add_argument("--source", required=True)
     s.add_argument("--dest", required=True)
     s.add_argument("--mirror", required=True, help="mirror root folder, or '' for none")
     s.add_argument("--download", action=argparse.BooleanOptionalAction, required=True)
     s.add_argument("--offline", action=argparse.BooleanOptionalAction, required=True)
+    s.add_argument("--cifar10-url", required=True, help="(cifar10) address, or '' (official)")
+    s.add_argument("--cifar10-md5", required=True, help="(cifar10) md5, or '' (published)")
 
     s = sub.add_parser("prepare-dataset", help="write a dataset as tensors (safetensors)")
     s.add_argument("--spec", type=json.loads, required=True, help="the dataset's entry (JSON)")
     s.add_argument("--raw", required=True, help="folder of verified raw files, or ''")
-    s.add_argument("--mirror", required=True, help="mirror root folder, or ''")
     s.add_argument("--out", required=True)
 
     s = sub.add_parser("train", help="train one run")

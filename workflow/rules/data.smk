@@ -16,9 +16,13 @@ rule fetch_raw:
         mirror=config["data"]["mirror"] or "",
         download="--download" if config["data"]["download"] else "--no-download",
         offline="--offline" if config["data"]["offline_sources"] else "--no-offline",
+        cifar10_url=config["data"]["cifar10"]["url"] or "",
+        cifar10_md5=config["data"]["cifar10"]["md5"] or "",
     shell:
         "python -m rankcollapse fetch-raw --source {wildcards.source} --dest {output:q}"
-        " --mirror={params.mirror:q} {params.download} {params.offline} > {log:q} 2>&1"
+        " --mirror={params.mirror:q} {params.download} {params.offline}"
+        " --cifar10-url={params.cifar10_url:q} --cifar10-md5={params.cifar10_md5}"
+        " > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -36,7 +40,6 @@ rule prepare_dataset:
     params:
         spec=lambda wc: json.dumps(dataset_spec(config, wc.dataset)),
         raw=lambda wc, input: input.raw or "",
-        mirror=config["data"]["mirror"] or "",
     shell:
         "python -m rankcollapse prepare-dataset --spec {params.spec:q} --raw={params.raw:q}"
-        " --mirror={params.mirror:q} --out {output.data:q} > {log:q} 2>&1"
+        " --out {output.data:q} > {log:q} 2>&1"
