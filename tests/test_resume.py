@@ -89,7 +89,7 @@ def run(tmp_path_factory):
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
     data = root / "blobs.safetensors"
     spec = json.dumps(dataset_spec(config, "blobs"))
-    prepare = ["prepare-dataset", "--spec", spec, "--raw=", "--mirror=", "--out", str(data)]
+    prepare = ["prepare-dataset", "--spec", spec, "--raw=", "--out", str(data)]
     assert cli(*prepare).wait() == 0
     spec = json.dumps(run_spec(config, "resume", "blobs", "0.001", "0"))
 

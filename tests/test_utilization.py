@@ -12,6 +12,7 @@ from rankcollapse.utilization import (
     output_error_terms,
     parameter_count,
     project_layer,
+    project_layer_at,
     relative_error,
     saves_parameters,
     svd_energy_rank,
@@ -187,3 +188,23 @@ def test_saves_parameters_only_below_the_break_even_rank():
     # 100 x 50: break-even r = 5000 / 150 = 33.3
     assert saves_parameters(33, 100, 50)
     assert not saves_parameters(34, 100, 50)
+
+
+def test_projections_at_several_energies_are_each_the_projection_at_that_energy():
+    """One eigendecomposition serves every energy: the results are those of separate calls,
+    bitwise, and differ between energies (a check of the loop, not of the formula)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 25, generator=g, dtype=torch.float64) @ torch.diag(
+        torch.logspace(0, -3, 25, dtype=torch.float64)
+    )
+    w = torch.randn(10, 25, generator=g, dtype=torch.float64)
+    energies = [0.5, 0.9, 0.99, 1.0]
+    together = project_layer_at(w, moment_of(x), energies)
+    assert list(together) == energies
+    for e in energies:
+        alone = project_layer(w, moment_of(x), e)
+        assert torch.equal(together[e]["projected"], alone["projected"])
+        assert {k: v for k, v in together[e].items() if k != "projected"} == {
+            k: v for k, v in alone.items() if k != "projected"
+        }
+    assert len({together[e]["k_S"] for e in energies}) == len(energies)

@@ -19,7 +19,13 @@ from .device import resolve_device
 from .features import Features, split_test_set
 from .layers import replace_module, utilized_layers, weight_matrix, with_weights
 from .losses import evaluate, loss_spec
-from .utilization import factorize, parameter_count, project_layer, saves_parameters
+from .utilization import (
+    factorize,
+    parameter_count,
+    project_layer,
+    project_layer_at,
+    saves_parameters,
+)
 
 
 def compressed(model: nn.Module, matrices: dict[str, torch.Tensor], ranks: dict[str, int]):
@@ -57,16 +63,16 @@ def choose_energies(
     chosen: dict[str, torch.Tensor] = {}
     choice: dict[str, float] = {}
     for name, _, module in layers:
+        moment = moments[name].to(module.weight.device)
+        at = project_layer_at(weight_matrix(module), moment, sorted({*energies, 1.0}))
         choice[name] = 1.0
         for e in sorted(energies):
-            moment = moments[name].to(module.weight.device)
-            projected = project_layer(weight_matrix(module), moment, e)["projected"]
+            projected = at[e]["projected"]
             _, acc = evaluate(with_weights(model, {**chosen, name: projected}), x, y, batch, loss)
             if reference - acc <= tolerance:
                 choice[name] = e
                 break
-        moment = moments[name].to(module.weight.device)
-        chosen[name] = project_layer(weight_matrix(module), moment, choice[name])["projected"]
+        chosen[name] = at[choice[name]]["projected"]
     return choice
 
 

@@ -97,19 +97,32 @@ def project_layer(weight: torch.Tensor, input_moment: torch.Tensor, energy: floa
     C_out = W C_in Wᵀ → k_T and P_T likewise; W' = P_T W P_S; r = rank(W') ≤ min(k_S, k_T).
     Returns W' (float64) with k_S, k_T, r, and the plain-SVD rank of W at the same energy.
     """
+    return project_layer_at(weight, input_moment, [energy])[energy]
+
+
+def project_layer_at(
+    weight: torch.Tensor, input_moment: torch.Tensor, energies: list[float]
+) -> dict[float, dict]:
+    """``project_layer`` at each energy, from one eigendecomposition of C_in and of C_out and
+    one SVD of W (the energy only chooses how many of their components are kept).
+    """
     w = weight.double()
     values_in, vectors_in = eigen(input_moment)
-    k_s = energy_rank(values_in, energy)
     values_out, vectors_out = eigen(output_moment(w, input_moment))
-    k_t = energy_rank(values_out, energy)
-    projected = projector(vectors_out, k_t) @ w @ projector(vectors_in, k_s)
-    return {
-        "projected": projected,
-        "k_S": k_s,
-        "k_T": k_t,
-        "rank": utilized_rank(projected),
-        "svd_rank": svd_energy_rank(w, energy),
-    }
+    squared_singular_values = singular_values(w) ** 2
+    projections = {}
+    for energy in energies:
+        k_s = energy_rank(values_in, energy)
+        k_t = energy_rank(values_out, energy)
+        projected = projector(vectors_out, k_t) @ w @ projector(vectors_in, k_s)
+        projections[energy] = {
+            "projected": projected,
+            "k_S": k_s,
+            "k_T": k_t,
+            "rank": utilized_rank(projected),
+            "svd_rank": energy_rank(squared_singular_values, energy),
+        }
+    return projections
 
 
 def relative_error(difference_sq: float, reference_sq: float) -> float:

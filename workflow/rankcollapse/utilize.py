@@ -25,7 +25,7 @@ from .layers import capture, input_rows, layer_kind, utilized_layers, weight_mat
 from .losses import evaluate, loss_spec
 from .models import initial_model
 from .statistics import SecondMoment
-from .utilization import output_error_terms, project_layer, relative_error, utilization
+from .utilization import output_error_terms, project_layer_at, relative_error, utilization
 
 
 @torch.no_grad()
@@ -75,8 +75,7 @@ def initial_utilization(
     for name, _, module in utilized_layers(initial):
         w = weight_matrix(module)
         d_out, d_in = w.shape
-        for e in energies:
-            p = project_layer(w, moments[name], e)
+        for e, p in project_layer_at(w, moments[name], energies).items():
             baseline[name, e] = {
                 "init_utilization": utilization(p["rank"], d_in, d_out),
                 "init_svd_utilization": utilization(p["svd_rank"], d_in, d_out),
@@ -111,9 +110,9 @@ def utilize_run(
     no_baseline = dict.fromkeys(INIT_COLUMNS, float("nan"))
     test_loss, test_acc = evaluate(model, data.test_x, data.test_y, batch, loss)
     projections = {
-        (name, e): project_layer(weight_matrix(module), moments[name], e)
+        (name, e): p
         for name, _, module in layers
-        for e in energies
+        for e, p in project_layer_at(weight_matrix(module), moments[name], energies).items()
     }
     # Per-layer output error on the test set, inputs from the original network.
     sums = {key: [0.0, 0.0] for key in projections}
