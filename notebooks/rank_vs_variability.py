@@ -38,6 +38,8 @@ claims = {
 }
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from rankcollapse import files, plotting
@@ -57,7 +59,8 @@ datasets = sorted(rows["dataset"].unique())
 wds = sorted(rows["weight_decay"].unique())
 colours = plotting.colours([f"{w:g}" for w in wds], "viridis")
 layers = list(rows["layer"].unique())
-markers = dict(zip(layers, ["o", "s", "D", "^", "v", "P", "X", "<", ">", "p"] * 4, strict=False))
+# Markers repeat past ten layers (a 12-block ViT has 48 hidden layers).
+markers = dict(zip(layers, itertools.cycle("osD^vPX<>p"), strict=False))
 
 
 def seed_mean(group: pd.DataFrame) -> pd.Series:

@@ -20,7 +20,7 @@ SHRUNK_NESTED = {
     "convergence": {"steps", "record_every"},
     "pretraining": {"probe_steps", "finetune_epochs"},
 }
-SHRUNK_UTILIZATION = {"calibration_samples", "finetune_epochs"}
+SHRUNK_UTILIZATION = {"energies", "compress_energies", "calibration_samples", "finetune_epochs"}
 
 
 def validated(path: str) -> dict:
@@ -70,6 +70,16 @@ def test_smoke_scale_changes_only_the_work(path):
         assert set(study["weight_decay"]) <= set(original["weight_decay"])
         assert study["optimizer"]["epochs"] <= original["optimizer"]["epochs"]
         assert study["convergence"]["steps"] <= original["convergence"]["steps"]
+        assert len(study["weight_decay"]) >= min(2, len(original["weight_decay"]))
+    energies = smoke["utilization"]["energies"]
+    assert set(energies) <= set(full["utilization"]["energies"])
+    assert smoke["utilization"]["energy"] in energies
+    assert set(smoke["utilization"]["compress_energies"]) <= set(
+        full["utilization"]["compress_energies"]
+    )
+    assert bool(smoke["utilization"]["compress_energies"]) == bool(
+        full["utilization"]["compress_energies"]
+    )
 
 
 def test_paper_config_at_smoke_scale(paper):
@@ -79,8 +89,9 @@ def test_paper_config_at_smoke_scale(paper):
         assert study["optimizer"]["epochs"] == 1 and study["optimizer"]["decay_horizon"] is None
     grid = full["studies"]["mlp_ce"]["weight_decay"]
     assert smoke["studies"]["mlp_ce"]["weight_decay"] == [grid[0], grid[-1]] == [0, 0.1]
-    # The supervised ViT keeps the λ its self-supervised twin is compared at (claim U6).
-    assert smoke["studies"]["vit_tiny"]["weight_decay"] == [0, 1e-4, 1e-3]
+    # The supervised ViT keeps the λ its self-supervised twin is compared at (claim U6), and
+    # the upper end of its grid.
+    assert smoke["studies"]["vit_tiny"]["weight_decay"] == [1e-4, 1e-3]
     assert smoke["studies"]["vit_tiny_simclr"]["weight_decay"] == [1e-4]
     assert smoke["studies"]["mlp_ce"]["convergence"]["steps"] == scale.CONVERGENCE_STEPS
     assert smoke["studies"]["vit_tiny"]["convergence"]["steps"] == 0  # none stays none
@@ -92,6 +103,10 @@ def test_paper_config_at_smoke_scale(paper):
     }
     assert smoke["datasets"]["clusters_std1"]["per_class"] == scale.PER_CLASS
     assert smoke["utilization"]["search"]["enabled"] is True
+    # The headline energy, and the lowest for the search to choose; compression at the
+    # headline energy, which claim U4 reads.
+    assert smoke["utilization"]["energies"] == [0.8, 0.99]
+    assert smoke["utilization"]["compress_energies"] == [0.99]
     assert smoke["measures"]["batch_size"] == 4000 and smoke["threads"] == full["threads"]
 
 
@@ -102,8 +117,20 @@ def test_the_smoke_scale_keeps_seed_and_weight_decay_pairs_of_a_compared_study()
     config["studies"]["vit_tiny_simclr"]["weight_decay"] = [1e-5, 3e-4]
     config["studies"]["vit_tiny"]["weight_decay"] = [0, 1e-5, 1e-4, 3e-4, 1e-3]
     smoke = scale.smoke_scale(config)
-    assert smoke["studies"]["vit_tiny"]["seeds"] == [3, 5]
-    assert smoke["studies"]["vit_tiny"]["weight_decay"] == [0, 1e-5, 3e-4, 1e-3]
+    assert smoke["studies"]["vit_tiny"]["seeds"] == [5]
+    assert smoke["studies"]["vit_tiny"]["weight_decay"] == [1e-5, 3e-4, 1e-3]
+    # Paired at the upper end of the grid: the lower end too, so that it is still a sweep.
+    config["studies"]["vit_tiny_simclr"]["weight_decay"] = [1e-3]
+    smoke = scale.smoke_scale(config)
+    assert smoke["studies"]["vit_tiny"]["weight_decay"] == [0, 1e-3]
+
+
+def test_compression_at_smoke_scale_is_at_the_energy_claim_u4_reads():
+    config = validated("config/paper.yaml")
+    config["utilization"]["compress_energies"] = [0.9, 0.95]
+    assert scale.smoke_scale(config)["utilization"]["compress_energies"] == [0.95]
+    config["utilization"]["compress_energies"] = []
+    assert scale.smoke_scale(config)["utilization"]["compress_energies"] == []
 
 
 def test_a_config_smaller_than_the_smoke_scale_is_not_grown():

@@ -31,9 +31,9 @@ def _capped(value: int | None, cap: int) -> int:
     return cap if value is None else min(value, cap)
 
 
-def _kept(values: list, first: list, paired: set) -> list:
-    """``first`` and the values another study's runs are paired with, in config order."""
-    return [v for v in values if v in first or v in paired]
+def _kept(values: list, wanted: set) -> list:
+    """The values in ``wanted``, in config order."""
+    return [v for v in values if v in wanted]
 
 
 def _smoke_dataset(dataset: dict) -> None:
@@ -47,15 +47,21 @@ def _smoke_dataset(dataset: dict) -> None:
 
 def _ends(grid: list[float]) -> list[float]:
     """The two ends of a λ grid: 0 or the smallest λ, and the largest (where training fails,
-    in the paper config)."""
-    return [grid[0], grid[-1]]
+    in the paper config); one λ when the grid has one."""
+    return _kept(grid, {grid[0], grid[-1]})
 
 
 def _smoke_study(study: dict, paired: dict[str, set]) -> None:
-    study["seeds"] = _kept(study["seeds"], study["seeds"][:1], paired["seeds"])
-    study["weight_decay"] = _kept(
-        study["weight_decay"], _ends(study["weight_decay"]), paired["weight_decay"]
-    )
+    seeds, grid = study["seeds"], study["weight_decay"]
+    if paired["seeds"]:
+        # Compared with a self-supervised study (claim U6 pairs runs seed for seed, λ for λ):
+        # its paired seeds and λ, and the upper end of its grid so that it is still a sweep.
+        study["seeds"] = _kept(seeds, paired["seeds"]) or seeds[:1]
+        kept = _kept(grid, {*paired["weight_decay"], grid[-1]})
+        study["weight_decay"] = kept if len(kept) > 1 else _kept(grid, {*kept, grid[0]})
+    else:
+        study["seeds"] = seeds[:1]
+        study["weight_decay"] = _ends(grid)
     optimizer = study["optimizer"]
     optimizer["epochs"] = min(optimizer["epochs"], EPOCHS)
     optimizer["decay_horizon"] = None
@@ -67,22 +73,39 @@ def _smoke_study(study: dict, paired: dict[str, set]) -> None:
     pretraining["finetune_epochs"] = min(pretraining["finetune_epochs"], FINETUNE_EPOCHS)
 
 
+def _smoke_utilization(utilization: dict) -> None:
+    # The headline energy (MLU, claims U1-U4) and the lowest, so that the energy search
+    # still has a choice to make.
+    headline = utilization["energy"]
+    utilization["energies"] = sorted({min(utilization["energies"]), headline})
+    compress = utilization["compress_energies"]
+    if compress:
+        # The energy claim U4 reads: the headline energy if runs are compressed at it, else
+        # the largest compression energy.
+        utilization["compress_energies"] = [headline if headline in compress else max(compress)]
+    utilization["calibration_samples"] = min(utilization["calibration_samples"], TRAIN_SAMPLES)
+    utilization["finetune_epochs"] = min(utilization["finetune_epochs"], FINETUNE_EPOCHS)
+
+
 def smoke_scale(config: dict) -> dict:
     """The smoke scale of a validated ``config``:
 
     - datasets: image subsets of ``TRAIN_SAMPLES`` / ``TEST_SAMPLES``, synthetic data of
       ``PER_CLASS`` / ``TEST_PER_CLASS`` samples per class (each at most the config's own);
-    - studies: the first seed and the two ends of the λ grid, and in a supervised study the
-      seed and λ values of the self-supervised study compared with it (claim U6 pairs runs
-      seed for seed, λ for λ); ``EPOCHS`` epoch(s) and no
+    - studies: the first seed and the two ends of the λ grid; a supervised study compared
+      with a self-supervised one instead keeps the seeds and λ values its runs are paired with
+      (claim U6 pairs runs seed for seed, λ for λ) and the upper end of its grid (both ends
+      where that leaves one λ); ``EPOCHS`` epoch(s) and no
       decay horizon; at most ``CONVERGENCE_STEPS`` L-BFGS iterations recorded every
       ``RECORD_EVERY``; at most ``PROBE_STEPS`` probe iterations and ``FINETUNE_EPOCHS``
       fine-tuning epoch(s);
-    - paper B: ``TRAIN_SAMPLES`` calibration samples and ``FINETUNE_EPOCHS`` fine-tuning
+    - paper B: the headline energy and the lowest of ``utilization.energies``; compression at
+      the energy claim U4 reads (the headline energy if it is a compression energy, else the
+      largest); ``TRAIN_SAMPLES`` calibration samples and ``FINETUNE_EPOCHS`` fine-tuning
       epoch(s) of each compressed model.
 
-    Models, losses, objectives, optimizers' rates and batch sizes, measures, energies, the
-    energy search, threads, device, figures and claims are the config's own.
+    Models, losses, objectives, optimizers' rates and batch sizes, measures, the headline
+    energy, the energy search, threads, device, figures and claims are the config's own.
     """
     smoke = copy.deepcopy(config)
     for dataset in smoke["datasets"].values():
@@ -96,7 +119,5 @@ def smoke_scale(config: dict) -> dict:
             paired[partner]["weight_decay"].update(_ends(study["weight_decay"]))
     for name, study in smoke["studies"].items():
         _smoke_study(study, paired[name])
-    utilization = smoke["utilization"]
-    utilization["calibration_samples"] = min(utilization["calibration_samples"], TRAIN_SAMPLES)
-    utilization["finetune_epochs"] = min(utilization["finetune_epochs"], FINETUNE_EPOCHS)
+    _smoke_utilization(smoke["utilization"])
     return smoke
