@@ -61,11 +61,11 @@ print("stationarity tolerance:", tolerances)
 # minimises, F(θ) = (1/N) Σ_i ℓ_i + (λ/2)‖θ‖² (the same at λ = 0).
 metrics = {
     "full_loss": "loss (1/N) Σ ℓ_i",
-    "objective": "F(θ) = loss + (λ/2)‖θ‖²",
+    "full_objective": "F(θ) = loss + (λ/2)‖θ‖²",
     "train_acc": "training accuracy",
     "rel_residual_max": "max_l ‖R_l‖ / ‖λW_l‖",
 }
-log_scale = {"full_loss", "objective", "rel_residual_max"}
+log_scale = {"full_loss", "full_objective", "rel_residual_max"}
 long = hist.melt(
     id_vars=[*run_key, "λ", "pass"],
     value_vars=list(metrics),

@@ -93,6 +93,9 @@ def test_history_and_spectra_tables(tiny_run):
     assert phases.xs(1e-3).map(lambda p: p == ["sgd", "sgd", "convergence", "convergence"]).all()
     assert history.loc[history["phase"] == "convergence", "epoch"].tolist() == [2, 4] * 3
     assert history["residual"].map(math.isfinite).all()
+    # F is the record's own column: the run's `objective` (supervised) does not replace it.
+    assert history["full_objective"].map(math.isfinite).all()
+    assert (history["objective"] == "supervised").all()
     spectra = pd.read_parquet(tiny_run / "results/tables/tiny/spectra.parquet")
     # λ = 1000 diverges: one marked row per run, with the epoch and the reason, no values.
     diverged = spectra[spectra["weight_decay"] == 1000]

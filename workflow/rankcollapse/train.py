@@ -101,7 +101,7 @@ class Recorder:
             "train_acc": nan,
             **extra,
             "full_loss": now.full_loss if now else nan,
-            "objective": now.objective if now else nan,
+            "full_objective": now.objective if now else nan,
             "residual": now.residual if now else nan,
             "rel_residual": now.rel_residual if now else nan,
             "rel_residual_max": now.worst if now else nan,
