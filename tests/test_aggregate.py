@@ -3,11 +3,13 @@ diverged: every table holds both, the diverged run marked with its epoch and rea
 """
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from factories import quiet, tiny_config, trained_run
+from rankcollapse import files
 from rankcollapse.aggregate import aggregate
 from rankcollapse.measure import measure
 
@@ -30,7 +32,32 @@ def tables(tmp_path_factory):
     inputs = ("layers.parquet", "metadata.json", "history.csv", "spectra.safetensors")
     out = [str(root / f"{name}.parquet") for name in TABLES]
     aggregate(*([run[name] for run in runs] for name in inputs), *out, log=quiet)
-    return {name: pd.read_parquet(path) for name, path in zip(TABLES, out, strict=True)}
+    tables = {name: pd.read_parquet(path) for name, path in zip(TABLES, out, strict=True)}
+    return tables | {"runs": runs, "root": root}
+
+
+def test_history_records_keep_their_objective_f_beside_the_runs_objective(tables):
+    history = tables["history"]
+    finished = history[history["status"] == "finished"]
+    run = pd.read_csv(tables["runs"][0]["history.csv"])
+    assert finished["full_objective"].tolist() == run["full_objective"].tolist()
+    assert (history["objective"] == "supervised").all()
+
+
+def test_a_history_written_before_f_was_named_full_objective_is_read(tables):
+    run = tables["runs"][0]
+    old = tables["root"] / "old"
+    shutil.copytree(Path(run["metadata.json"]).parent, old)
+    history = pd.read_csv(old / "history.csv").rename(columns={"full_objective": "objective"})
+    meta = files.read_json(old / "metadata.json")
+    meta["history_sha256"] = files.write_history(old / "history.csv", history.to_dict("records"))
+    files.write_json(old / "metadata.json", meta)
+    inputs = [str(old / name) for name in ("layers.parquet", "metadata.json", "history.csv")]
+    out = [str(old / f"{name}.parquet") for name in TABLES]
+    aggregate(*([p] for p in inputs), [str(old / "spectra.safetensors")], *out, log=quiet)
+    table = pd.read_parquet(out[1])
+    assert table["full_objective"].tolist() == history["objective"].tolist()
+    assert (table["objective"] == "supervised").all()
 
 
 @pytest.mark.parametrize("name", TABLES)

@@ -13,7 +13,7 @@ from rankcollapse import scale
 from rankcollapse.config import load_config_file, validate_config
 from rankcollapse.readers import md5_of
 from safetensors import safe_open
-from workflow_runner import REPO, job_counts, snakemake
+from workflow_runner import REPO, job_counts, planned_jobs, snakemake
 
 PAPER = REPO / "config/paper.yaml"
 SMOKE = ["scale=smoke", "device=cpu"]
@@ -47,6 +47,12 @@ def test_the_smoke_scale_plans_every_rule_of_the_paper_config(tmp_path):
     assert smoke_jobs["train"] == 43 and smoke_jobs["compress"] == 2 * 21
     assert smoke_jobs["total"] == 240
     assert full_jobs["train"] == 564
+    # A ViT's measure and utilize (hours at full scale) get 4 h of wall-clock time on a
+    # cluster, every other run's an hour.
+    for job in planned_jobs(full.stdout):
+        if job["rule"] in ("measure", "utilize"):
+            vit = "/vit_tiny" in job["output"]
+            assert job["resources"]["runtime"] == ("240" if vit else "60"), job["output"]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,10 @@ def aggregate(
         keys = files.run_keys(meta)
         layer_frames.append(files.read_table(layers_path))
         history = files.read_history(history_path, meta["history_sha256"])
+        # A history written before F was named full_objective has it as `objective`, which
+        # is also the run key (supervised, simclr) that every row gets below.
+        if "full_objective" not in history:
+            history = history.rename(columns={"objective": "full_objective"})
         history_frames.append(history.assign(**keys))
         tensors, _ = files.load_tensors(spectra_path)
         for layer, s in tensors.items():

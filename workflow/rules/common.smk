@@ -267,3 +267,16 @@ def train_gpu(wildcards):
 def memory_mb(base):
     """Memory of a job in MB: `base`, and `base` once more on each retry (`--retries`)."""
     return lambda wildcards, attempt: base * attempt
+
+
+def run_statistics_minutes(base):
+    """Wall-clock limit of a run's measure or utilize job in minutes (sbatch -t): `base`, and
+    4 × `base` for a ViT, every token of whose images is a row of every layer's statistics
+    (1-2 hours on 4 threads at 50 000 images: README, "What the full scale costs").
+    """
+
+    def minutes(wildcards):
+        vit = config["studies"][wildcards.study]["model"]["arch"] == "vit"
+        return base * 4 if vit else base
+
+    return minutes

@@ -18,7 +18,7 @@ rule measure:
     threads: config["threads"]["measure"]
     resources:
         mem_mb=memory_mb(4000),
-        runtime=60,
+        runtime=run_statistics_minutes(60),
     params:
         eps=" ".join(map(str, config["measures"]["eps"])),
         batch_size=config["measures"]["batch_size"],

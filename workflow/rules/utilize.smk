@@ -22,7 +22,7 @@ rule utilize:
     threads: config["threads"]["measure"]
     resources:
         mem_mb=memory_mb(4000),
-        runtime=60,
+        runtime=run_statistics_minutes(60),
     params:
         energies=" ".join(map(str, UTILIZATION["energies"])),
         calibration=UTILIZATION["calibration_samples"],
