@@ -7,7 +7,7 @@ SNAKEMAKE_ARGS ?=
 # Jobs call `python`, `jupytext` and `papermill`: the environment's own.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run report test lint bench archive import spot-check clean-results
+.PHONY: setup run report test test-quick lint bench archive import spot-check clean-results
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,11 @@ run: setup ## the main job on config/config.yaml, then the HTML report
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report results/report.html $(SNAKEMAKE_ARGS)
 
-test: setup ## the whole test suite (unit tests, lint, workflow smoke run), one worker per core
+test: setup ## the whole test suite (unit tests, lint, workflow smoke runs), one worker per core
 	$(BIN)/python -m pytest -n auto --dist loadscope
+
+test-quick: setup ## the test suite without the tests marked slow (the paper config's smoke DAG)
+	$(BIN)/python -m pytest -n auto --dist loadscope -m "not slow"
 
 archive: setup ## the results archive of the run (results/results-archive.tar; README, reviewers)
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) results/results-archive.tar

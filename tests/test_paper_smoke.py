@@ -1,6 +1,7 @@
 """The paper config at smoke scale (`--config scale=smoke`): planned with every rule of the full
 protocol, and its whole DAG run for real on the CPU, CIFAR-10 from a generated archive in
-CIFAR's own binary format placed in the mirror folder. Slow (minutes): marked `workflow`.
+CIFAR's own binary format placed in the mirror folder. The whole DAG takes about half an hour on
+2 cores: its tests are marked `slow` (`make test` runs them, `make test-quick` does not).
 """
 
 import json
@@ -65,6 +66,7 @@ def paper_smoke(tmp_path_factory):
     return root / "work", archive
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_every_study_has_every_run_measured_with_finite_values(paper_smoke, smoke_config):
     work, _ = paper_smoke
@@ -87,6 +89,7 @@ def test_every_study_has_every_run_measured_with_finite_values(paper_smoke, smok
         assert set(history["objective"]) == {study["objective"]}, name
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_every_paper_b_study_is_utilized_and_compressed(paper_smoke, smoke_config):
     work, _ = paper_smoke
@@ -102,6 +105,7 @@ def test_every_paper_b_study_is_utilized_and_compressed(paper_smoke, smoke_confi
         assert compression["test_acc"].between(0, 1).all(), name
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_every_figure_is_drawn_and_every_claim_decided(paper_smoke):
     work, _ = paper_smoke
@@ -117,6 +121,7 @@ def test_every_figure_is_drawn_and_every_claim_decided(paper_smoke):
     assert all(c["id"] in markdown for c in claims)
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_cifar10_comes_from_the_mirror_and_is_subset(paper_smoke):
     work, archive = paper_smoke
@@ -127,6 +132,7 @@ def test_cifar10_comes_from_the_mirror_and_is_subset(paper_smoke):
         assert data.get_slice("test_x").get_shape() == [100, 3, 32, 32]
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_the_paper_vit_trains_and_is_measured_on_cifar10(paper_smoke):
     work, _ = paper_smoke
@@ -139,6 +145,7 @@ def test_the_paper_vit_trains_and_is_measured_on_cifar10(paper_smoke):
     assert layers[LAYER_MEASURES].map(math.isfinite).all(axis=None)
 
 
+@pytest.mark.slow
 @pytest.mark.workflow
 def test_nothing_left_to_do_after_the_smoke_run(paper_smoke):
     work, archive = paper_smoke
