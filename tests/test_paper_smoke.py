@@ -9,9 +9,8 @@ import math
 
 import pandas as pd
 import pytest
-from factories import SCHEMA, cifar10_archive
+from factories import cifar10_archive, validated
 from rankcollapse import scale
-from rankcollapse.config import load_config_file, validate_config
 from rankcollapse.readers import md5_of
 from safetensors import safe_open
 from workflow_runner import REPO, job_counts, planned_jobs, snakemake
@@ -32,9 +31,7 @@ def smoke_run(workdir, *targets, mirror, md5):
 
 @pytest.fixture(scope="module")
 def smoke_config():
-    config = load_config_file(PAPER)
-    validate_config(config, SCHEMA)
-    return scale.smoke_scale(config)
+    return scale.smoke_scale(validated(PAPER))
 
 
 def test_the_smoke_scale_plans_every_rule_of_the_paper_config(tmp_path):

@@ -3,9 +3,9 @@
 import copy
 
 import pytest
-from factories import SCHEMA
+from factories import SCHEMA, validated
 from rankcollapse import scale
-from rankcollapse.config import load_config_file, validate_config
+from rankcollapse.config import validate_config
 from workflow_runner import REPO
 
 CONFIGS = sorted(
@@ -23,25 +23,19 @@ SHRUNK_NESTED = {
 SHRUNK_UTILIZATION = {"energies", "compress_energies", "calibration_samples", "finetune_epochs"}
 
 
-def validated(path: str) -> dict:
-    config = load_config_file(REPO / path)
-    validate_config(config, SCHEMA)
-    return config
-
-
 def without(mapping: dict, keys: set) -> dict:
     return {k: v for k, v in mapping.items() if k not in keys}
 
 
 @pytest.fixture(scope="module")
 def paper():
-    full = validated("config/paper.yaml")
+    full = validated(REPO / "config/paper.yaml")
     return full, scale.smoke_scale(full)
 
 
 @pytest.mark.parametrize("path", CONFIGS)
 def test_smoke_scale_changes_only_the_work(path):
-    full = validated(path)
+    full = validated(REPO / path)
     smoke = scale.smoke_scale(copy.deepcopy(full))
     assert smoke == scale.smoke_scale(copy.deepcopy(smoke))  # idempotent
     checked = copy.deepcopy(smoke)
@@ -111,7 +105,7 @@ def test_paper_config_at_smoke_scale(paper):
 
 
 def test_the_smoke_scale_keeps_seed_and_weight_decay_pairs_of_a_compared_study():
-    config = validated("config/paper.yaml")
+    config = validated(REPO / "config/paper.yaml")
     config["studies"]["vit_tiny"]["seeds"] = [3, 4, 5]
     config["studies"]["vit_tiny_simclr"]["seeds"] = [5]
     config["studies"]["vit_tiny_simclr"]["weight_decay"] = [1e-5, 3e-4]
@@ -126,7 +120,7 @@ def test_the_smoke_scale_keeps_seed_and_weight_decay_pairs_of_a_compared_study()
 
 
 def test_compression_at_smoke_scale_is_at_the_energy_claim_u4_reads():
-    config = validated("config/paper.yaml")
+    config = validated(REPO / "config/paper.yaml")
     config["utilization"]["compress_energies"] = [0.9, 0.95]
     assert scale.smoke_scale(config)["utilization"]["compress_energies"] == [0.95]
     config["utilization"]["compress_energies"] = []
@@ -134,7 +128,7 @@ def test_compression_at_smoke_scale_is_at_the_energy_claim_u4_reads():
 
 
 def test_a_config_smaller_than_the_smoke_scale_is_not_grown():
-    config = validated("tests/configs/tiny.yaml")
+    config = validated(REPO / "tests/configs/tiny.yaml")
     config["datasets"]["clusters_a"].update(per_class=5, test_per_class=3)
     config["datasets"]["mnist_small"].update(train_size=50, test_size=30)
     config["studies"]["tiny"]["convergence"]["steps"] = 2

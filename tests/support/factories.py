@@ -10,7 +10,7 @@ import torch
 import yaml
 from rankcollapse import config as configs
 from rankcollapse.claims.report import plain
-from rankcollapse.config import spec_hash, validate_config
+from rankcollapse.config import load_config_file, spec_hash, validate_config
 from rankcollapse.features import Features
 from rankcollapse.measures import variability_summary
 from rankcollapse.prepare_dataset import prepare_dataset
@@ -180,6 +180,13 @@ RUN_FILES = ("model.safetensors", "history.csv", "metadata.json", "checkpoint.sa
 
 def quiet(_: str) -> None:
     """A log that prints nothing."""
+
+
+def validated(path: Path) -> dict:
+    """A config file as validated (defaults filled in)."""
+    config = load_config_file(path)
+    validate_config(config, SCHEMA)
+    return config
 
 
 def tiny_config(*studies: str) -> dict:
