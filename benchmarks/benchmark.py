@@ -1,6 +1,6 @@
 """Performance benchmark: each figure side by side with its baseline, in one process, as a ratio.
 
-    python benchmarks/benchmark.py                  # all five parts (about 1.5 hours on 2 cores)
+    python benchmarks/benchmark.py                  # all six parts (about 1.5 hours on 2 cores)
     python benchmarks/benchmark.py --parts train flops measure plan      # about 8 minutes
     python benchmarks/benchmark.py --parts train flops --device cuda     # on a GPU
     python benchmarks/benchmark.py --main-config tests/configs/tiny.yaml --parts cores
@@ -13,6 +13,11 @@ Parts (targets in brackets):
            (also shown for MLPs: FLOP/s of the step's bare matrix products)
   measure  the measure step's time / one training run's time (default study)     [<= 5%]
            and its peak memory above the loaded data at two sample counts        [no growth]
+  pack     runs/s of packed training (one job trains a stack of runs, each in fresh
+           processes): the default study's clusters_relu sweep on one dataset, one pack on
+           --threads threads against one-thread jobs side by side (one per core)   [>= 1.2x]
+           and against one run at a time on the same threads                     [>= 1.5x];
+           the mnist_mlp sweep, packed against one run at a time                  [>= 1x]
   plan     `snakemake -n` on config/paper.yaml: jobs planned and seconds         [<= 10 s]
   cores    the main job with --cores 2 / --cores 1                               [>= 1.6x]
 Not a test: timings on a shared machine are noisy; ratios of runs made side by side are not.
@@ -34,12 +39,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 import torch  # noqa: E402
-from rankcollapse.config import load_config_file, validate_config  # noqa: E402
+from rankcollapse.config import (  # noqa: E402
+    dataset_spec,
+    load_config_file,
+    run_spec,
+    validate_config,
+    wd_label,
+)
 from rankcollapse.features import Features, to_features  # noqa: E402
 from rankcollapse.fetch_raw import acquire  # noqa: E402
 from rankcollapse.losses import loss_spec, per_sample_loss  # noqa: E402
 from rankcollapse.measure import measure_run  # noqa: E402
 from rankcollapse.models import build_model, mlp  # noqa: E402
+from rankcollapse.prepare_dataset import prepare_dataset  # noqa: E402
 from rankcollapse.readers import load_mnist_like  # noqa: E402
 from rankcollapse.train import train_run  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -300,6 +312,134 @@ def part_measure(raw: Path, features: Features) -> None:
     )
 
 
+PACK_CHILD = """
+import json, sys, time, torch
+sys.path.insert(0, {workflow!r})
+from rankcollapse.files import load_features
+from rankcollapse.train import train_run, train_runs
+torch.set_num_threads({threads})
+specs, data = json.loads({specs!r}), load_features({data!r}, torch.device({device!r}))
+quiet = lambda _: None
+start = time.perf_counter()
+if {packed}:
+    train_runs(specs, data, data.train_x.device, [quiet] * len(specs), [None] * len(specs))
+else:
+    for spec in specs:
+        train_run(spec, data, data.train_x.device, quiet)
+if data.train_x.device.type == "cuda":
+    torch.cuda.synchronize()
+print(json.dumps({{"seconds": time.perf_counter() - start}}))
+"""
+
+
+def study_specs(study: str, dataset: str, epochs: int, config: dict = DEFAULT_CONFIG) -> list[dict]:
+    """Every run of a study on one dataset as the workflow specifies it, SGD for ``epochs``
+    epochs only (the convergence phase trains each run alone, packed or not).
+    """
+    s = config["studies"][study]
+    specs = []
+    for wd in s["weight_decay"]:
+        for seed in s["seeds"]:
+            spec = run_spec(config, study, dataset, wd_label(wd), str(seed))
+            spec["optimizer"] = {**spec["optimizer"], "epochs": epochs, "decay_horizon": None}
+            spec["convergence"] = {**spec["convergence"], "steps": 0}
+            specs.append(spec)
+    return specs
+
+
+def side_by_side(groups: list[list[dict]], data: Path, threads: int, packed: bool, device="cpu"):
+    """Wall seconds of training each group of runs in its own process, all started at once
+    (as Snakemake runs jobs side by side): the slowest process's training time.
+    """
+    children = []
+    for specs in groups:
+        code = PACK_CHILD.format(
+            workflow=str(REPO / "workflow"),
+            threads=threads,
+            specs=json.dumps(specs),
+            data=str(data),
+            device=device,
+            packed=packed,
+        )
+        children.append(
+            subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        )
+    seconds = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            sys.exit("a benchmark child process failed (its error is above)")
+        seconds.append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    return max(seconds)
+
+
+def dataset_file(name: str, root: Path, config: dict = DEFAULT_CONFIG) -> Path:
+    """A dataset of the config prepared as the workflow prepares it."""
+    spec = dataset_spec(config, name)
+    raw = None if spec["source"] == "gaussian_clusters" else str(mnist_raw(REPO / "results/raw"))
+    out = root / f"{name}.safetensors"
+    prepare_dataset(spec, raw, str(out), log=lambda _: None)
+    return out
+
+
+def part_pack(cores: int) -> None:
+    """Packed training against one run per job, same runs and SGD steps, each in fresh
+    processes: the default study's clusters_relu sweep on one dataset (15 runs, 5 epochs) and
+    the mnist_mlp sweep (9 runs, 2 epochs).
+    """
+    root = Path(tempfile.mkdtemp())
+    clusters = dataset_file("clusters_std1", root)
+    specs = study_specs("clusters_relu", "clusters_std1", epochs=5)
+    halves = [specs[i::cores] for i in range(cores)]
+    packed = side_by_side([specs], clusters, cores, True)
+    alone = side_by_side([specs], clusters, cores, False)
+    jobs = side_by_side(halves, clusters, 1, False)
+    packs = side_by_side(halves, clusters, 1, True)
+    n = len(specs)
+    figures = {"runs": n, "packed_s": packed}
+    ratio = jobs / packed
+    report(
+        f"pack: clusters, 1 pack on {cores} threads / {cores} one-thread jobs",
+        ratio,
+        ">= 1.2",
+        ratio >= 1.2,
+        **figures,
+        jobs_s=jobs,
+    )
+    ratio = alone / packed
+    report(
+        f"pack: clusters, packed / one run at a time, {cores} threads",
+        ratio,
+        ">= 1.5",
+        ratio >= 1.5,
+        **figures,
+        one_at_a_time_s=alone,
+    )
+    ratio = jobs / packs
+    report(
+        f"pack: clusters, {cores} one-thread packs / {cores} one-thread jobs",
+        ratio,
+        "-",
+        True,
+        packs_s=packs,
+        jobs_s=jobs,
+    )
+    mnist = dataset_file("mnist_5k", root)
+    specs = study_specs("mnist_mlp", "mnist_5k", epochs=2)
+    packed = side_by_side([specs], mnist, cores, True)
+    alone = side_by_side([specs], mnist, cores, False)
+    ratio = alone / packed
+    report(
+        f"pack: mnist_mlp, packed / one run at a time, {cores} threads",
+        ratio,
+        ">= 1",
+        ratio >= 1,
+        runs=len(specs),
+        packed_s=packed,
+        one_at_a_time_s=alone,
+    )
+
+
 def snakemake(*args: str, cwd: Path) -> tuple[float, str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = [
@@ -353,7 +493,7 @@ def part_cores(config: Path) -> None:
 
 
 def main() -> None:
-    parts = ["train", "flops", "measure", "plan", "cores"]
+    parts = ["train", "flops", "measure", "pack", "plan", "cores"]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--parts", nargs="+", choices=parts, default=parts)
     p.add_argument("--main-config", type=Path, default=REPO / "config/config.yaml")
@@ -382,6 +522,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if "measure" in args.parts:  # measures run on the CPU whatever the training device
         part_measure(raw, features)
+    if "pack" in args.parts:
+        part_pack(args.threads)
     if "plan" in args.parts:
         part_plan()
     if "cores" in args.parts:

@@ -29,6 +29,9 @@ def rules() -> dict[str, str]:
         ends = [start for _, start in starts[1:]] + [len(text)] * bool(starts)
         for (name, start), end in zip(starts, ends, strict=True):
             found[name] = text[start:end]
+        # The training rules, one per pack of runs, are defined in a loop under one name.
+        if "name:\n            pack_rule_name(" in text:
+            found["train"] = text
     return found
 
 

@@ -123,7 +123,10 @@ def test_a_damaged_checkpoint_is_set_aside_and_never_resumed_from(tmp_path, dama
 
 def test_a_checkpoint_holds_momentum_and_both_random_states(tmp_path):
     spec, data, path = run_spec(), clusters(), tmp_path / "checkpoint.safetensors"
-    result = train_run(spec, data, CPU, lambda _: None, Checkpointing(path, every=5))
+    trained = []
+    with pytest.raises(Killed):  # after SGD's last checkpoint, before the run's final one
+        train_run(spec, data, CPU, killer("certificate"), Checkpointing(path, every=5))
+    result = train_run(spec, data, CPU, trained.append)
     saved = checkpoint.load(path, spec["config_hash"], print)
     assert saved.progress == {"sgd": 5, "convergence": 0} and len(saved.history) == 5
     assert {checkpoint.BATCH_ORDER, checkpoint.GLOBAL_RNG} <= set(saved.tensors)
@@ -133,11 +136,25 @@ def test_a_checkpoint_holds_momentum_and_both_random_states(tmp_path):
     assert len(buffers) == 3 and all(b.abs().sum() > 0 for b in buffers)
 
 
+def test_a_finished_runs_checkpoint_gives_its_result_without_training_again(tmp_path):
+    """A pack killed after one of its runs finished does not train that run again."""
+    spec, data = spec_with_convergence_phase(), clusters()
+    checkpointing = Checkpointing(tmp_path / "checkpoint.safetensors", every=3)
+    finished = train_run(spec, data, CPU, lambda _: None, checkpointing)
+    lines = []
+    again = train_run(spec, data, CPU, lines.append, checkpointing)
+    assert not any(line.startswith(("sgd ", "convergence ")) for line in lines), lines
+    assert_bitwise_equal(state(again), state(finished))
+    assert without_times(again.history) == without_times(finished.history)
+    assert again.certificate == finished.certificate and again.status == finished.status
+
+
 def test_an_lbfgs_state_survives_the_checkpoint_exactly(tmp_path):
     """Directions, steps, counters and the last step length come back as they were."""
     spec = spec_with_convergence_phase()
     path = tmp_path / "checkpoint.safetensors"
-    train_run(spec, clusters(), CPU, lambda _: None, Checkpointing(path, every=1))
+    with pytest.raises(Killed):  # after the last record's checkpoint, before the final one
+        train_run(spec, clusters(), CPU, killer("certificate"), Checkpointing(path, every=1))
     saved = checkpoint.load(path, spec["config_hash"], print)
     assert saved.progress["convergence"] == 6
     model = run_spec_model(spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_runner import job_counts, snakemake
+from workflow_runner import job_counts, planned_jobs, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 # The workflow engine runs the rules; it is not needed inside a rule's environment.
@@ -82,12 +82,19 @@ def numbers(pattern: str, text: str) -> list[int]:
 def test_the_full_protocol_plans_the_jobs_the_readme_states(tmp_path):
     readme = " ".join((REPO / "README.md").read_text().split())
     jobs = numbers(r"plans (?:the )?(\d[\d ]*) jobs(?: of `config/paper\.yaml`| \(\d)", readme)
-    runs = numbers(r"jobs \((\d[\d ]*) training runs\)", readme)
+    runs = numbers(r"jobs \((\d[\d ]*) training runs", readme)
+    packs = numbers(r"training runs, trained by (\d[\d ]*) jobs", readme)
     paper = REPO / "config/paper.yaml"
-    done = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=paper)
+    done = snakemake(tmp_path, "-n", "-p", configfile=paper)
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout)
-    assert set(jobs) == {counts["total"]} and set(runs) == {counts["train"]}
+    trained = sum(
+        job["output"].count("/model.safetensors")
+        for job in planned_jobs(done.stdout)
+        if job["rule"] == "train"
+    )
+    assert set(jobs) == {counts["total"]} and set(packs) == {counts["train"]}
+    assert set(runs) == {trained}
     # "device: cuda there: every training job asks for a GPU" (test_resources.py: cuda's GPUs)
     assert yaml.safe_load(paper.read_text())["device"] == "cuda"
 

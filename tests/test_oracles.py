@@ -18,10 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from factories import SCHEMA, quiet
+from factories import SCHEMA, quiet, train_alone
 from rankcollapse.config import run_spec, validate_config
 from rankcollapse.measure import measure
-from rankcollapse.train import train
 from rankcollapse.utilize import utilize
 from safetensors.torch import load_file
 from torch.nn import functional
@@ -397,17 +396,7 @@ def trained_measured_utilized(tmp_path: Path, data: Path, arch: str) -> Path:
     spec = run_spec(config, arch, "mnist_small", "1e-3", "0")
     run = tmp_path / arch
     names = {f: str(run / f) for f in ("model.safetensors", "history.csv", "metadata.json")}
-    train(
-        spec,
-        str(data),
-        *names.values(),
-        str(run / "checkpoint.safetensors"),
-        "cpu",
-        1,
-        1,
-        "record",
-        quiet,
-    )
+    train_alone(spec, str(data), run, checkpoint_every=1)
     files = [str(data), names["model.safetensors"], names["metadata.json"]]
     # Batches that do not divide N: the streaming sums must not depend on where batches end.
     measure(

@@ -135,7 +135,7 @@ def test_a_killed_training_job_resumes_bitwise(run, kill_when):
     expected = pd.read_csv(reference / "history.csv").drop(columns="seconds")
     # It resumed from the checkpoint: it redid only the records after it (a fresh run does
     # 30 SGD epochs and every L-BFGS record), counted from its log.
-    lines = log.splitlines()
+    lines = (out / "log").read_text().splitlines()  # the run's own log, of the resumed job
     redone = records_after(expected, progress)
     assert sum(line.startswith("sgd ") for line in lines) == redone["sgd"], log
     assert sum(line.startswith("convergence ") for line in lines) == redone["convergence"], log

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import slurm_cluster
 import yaml
-from workflow_runner import BIN, REPO, snakemake_command
+from workflow_runner import BIN, REPO, TRAIN_PACK, snakemake_command
 
 TINY = REPO / "tests/configs/tiny.yaml"
 PROFILE = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
@@ -117,6 +117,12 @@ def option(args: list[str], name: str) -> str | None:
     return None
 
 
+def pack_rules(workdir: Path, env: dict) -> list[str]:
+    """The tiny config's training rules (one per pack of runs), as `--list-rules` names them."""
+    done = snakemake(workdir, "--list-rules", env=env)
+    return [name for name in done.stdout.split() if TRAIN_PACK.fullmatch(name)]
+
+
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_sbatch_options_of_a_training_job_are_what_the_profile_says(
     tmp_path, recorded_sbatch, device
@@ -139,7 +145,7 @@ def test_sbatch_options_of_a_training_job_are_what_the_profile_says(
         "--slurm-init-seconds-before-status-checks",
         "1",
         "--allowed-rules",
-        "train",
+        *pack_rules(workdir, env),
         "--config",
         f"device={device}",
         "--",
@@ -157,7 +163,7 @@ def test_sbatch_options_of_a_training_job_are_what_the_profile_says(
         assert option(args, "-p") == GPU_PARTITION
         assert option(args, "-t") == "120"  # the train rule's runtime, in minutes
         assert option(args, "--mem") == str(4000 * attempt)  # more memory on the retry
-        assert "rule_train_wildcards_" in option(args, "--comment")
+        assert re.fullmatch(r"rule_train_tiny_\d+", option(args, "--comment"))
         if device == "cuda":
             assert option(args, "--gpus") == "1"
             cpus_per_gpu = PROFILE["set-resources"]["train"]["cpus_per_gpu"]
@@ -273,6 +279,10 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
     profile = site_profile(
         tmp_path / "profile", slurm_account=slurm_cluster.ACCOUNT, slurm_partition="debug"
     )
+    # Groups of 2: the one-node test cluster has the CPUs of this machine (2 in CI).
+    grouped = yaml.safe_load((profile / "config.yaml").read_text())
+    grouped["group-components"] = ["run_statistics=2"]
+    (profile / "config.yaml").write_text(yaml.safe_dump(grouped))
     env = {**cluster.env, "PATH": os.pathsep.join([str(BIN), cluster.env["PATH"]])}
     done = snakemake(
         workdir,
@@ -313,17 +323,27 @@ def test_tiny_workflow_on_a_real_slurm_cluster_matches_a_local_run(cluster, tiny
     jobs = sacct_jobs(sacct)
     submitted = Counter(job["rule"] for job in jobs)
     assert sum(planned.values()) == 11, planned
-    assert submitted == planned, (submitted, planned)
+    # Each rule's jobs went as one submission each, but measure's and utilize's: they went in
+    # groups of 2 (the profile's `groups`), so fewer submissions than jobs.
+    statistics = planned["measure"] + planned["utilize"]
+    groups = {rule: n for rule, n in submitted.items() if rule.startswith("run_statistics")}
+    assert statistics == 3 and sum(groups.values()) == 2, (submitted, planned)
+    alone = {rule: n for rule, n in planned.items() if rule not in ("measure", "utilize")}
+    assert {r: n for r, n in submitted.items() if r not in groups} == alone, (submitted, planned)
+    print(f"SLURM submissions: {sum(planned.values())} jobs, {len(jobs)} submissions")
     assert {job["State"] for job in jobs} == {"COMPLETED"}
     assert {job["Account"] for job in jobs} == {slurm_cluster.ACCOUNT}
 
     # The submit side of a device=cpu run: train and compress (which fine-tunes on the training
     # device) and measure asked for their threads as CPUs and for no GPU; no job asked for one.
     threads = config.get("threads", {})
-    threads_of = {"train": "train", "compress": "train", "measure": "measure"}
     for job in jobs:
-        if job["rule"] in threads_of:
-            assert_asks_for_cpus_only(job, threads.get(threads_of[job["rule"]], 1), 4000)
+        if TRAIN_PACK.fullmatch(job["rule"]) or job["rule"] == "compress":
+            assert_asks_for_cpus_only(job, threads.get("train", 1), 4000)
+        elif job["rule"] in groups:  # jobs side by side: their CPUs and memory summed
+            together = int(dict(i.split("=", 1) for i in job["ReqTRES"].split(","))["cpu"])
+            assert together in (1, 2), job["ReqTRES"]
+            assert_asks_for_cpus_only(job, together * threads.get("measure", 1), together * 4000)
     assert not any("gres/" in job["ReqTRES"] for job in jobs)
     # Compress and train were told to run on the CPU, and compress says it did.
     for rule in ("compress", "train"):

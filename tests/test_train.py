@@ -10,7 +10,7 @@ from rankcollapse import sgd
 from rankcollapse.contrastive import Pretraining, simclr_objective
 from rankcollapse.features import to_features
 from rankcollapse.models import build_model, initial_model
-from rankcollapse.train import PRETRAINED, Checkpointing, train_run
+from rankcollapse.train import PRETRAINED, Checkpointing, train_run, train_runs
 
 CPU = torch.device("cpu")
 
@@ -226,5 +226,93 @@ def test_pretraining_steps_read_nothing_on_the_host(monkeypatch):
             ),
         )
         for batch in (32, 8)
+    ]
+    assert reads[0] > 0 and reads[1] == reads[0]
+
+
+# ------------------------------------------------------------------------ packs of runs
+def quiet(specs) -> list:
+    return [lambda _: None for _ in specs]
+
+
+def same_run(a, b) -> bool:
+    """Two results of one run are the same: weights bitwise, history (but its clock times),
+    status and certificate.
+    """
+    return (
+        all(torch.equal(p, q) for p, q in zip(weights(a), weights(b), strict=True))
+        and same_history(a.history, b.history)
+        and (a.status, a.reason) == (b.status, b.reason)
+        and repr(a.certificate) == repr(b.certificate)  # NaN equal to NaN
+    )
+
+
+def a_pack():
+    """Four runs of one study: λ = 0 and λ > 0, a convergence phase, a decay horizon that
+    gives them different epochs, and λ = 1000, which diverges.
+    """
+    common = {"epochs": 3, "activation": "softplus", "decay_horizon": 0.05, "max_epochs": 8}
+    phase = {"steps": 4, "record_every": 2}
+    return [
+        spec(wd=wd, seed=seed, convergence=phase, **common)
+        for wd, seed in ((0.0, 0), (1e-3, 1), (3e-2, 0), (1e3, 2))
+    ]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_packed_run_ends_bitwise_where_it_ends_alone(threads):
+    data, specs = clusters(), a_pack()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        packed = train_runs(specs, data, CPU, quiet(specs), [None] * 4)
+        alone = [train_run(s, data, CPU, log=lambda _: None) for s in specs]
+    finally:
+        torch.set_num_threads(before)
+    assert [r.status for r in packed] == ["finished"] * 3 + ["diverged"]
+    assert len({r.epochs for r in packed[:3]}) > 1  # they left the stack at different epochs
+    assert packed[1].certificate.steps > 0  # and went on to their convergence phase
+    for a, b in zip(packed, alone, strict=True):
+        assert same_run(a, b)
+
+
+def test_each_run_of_a_pack_gets_its_own_weight_decay():
+    data = clusters()
+    specs = [spec(wd=0.0, epochs=20), spec(wd=0.05, epochs=20)]
+    packed = train_runs(specs, data, CPU, quiet(specs), [None, None])
+    norms = [sum(float(p.detach().norm() ** 2) for p in r.model.parameters()) for r in packed]
+    assert norms[1] < 0.8 * norms[0]
+    for a, s in zip(packed, specs, strict=True):
+        assert same_run(a, train_run(s, data, CPU, log=lambda _: None))
+
+
+@pytest.mark.parametrize("killed_run", [0, 2])
+def test_a_killed_pack_resumes_bitwise(tmp_path, killed_run):
+    """Killed as one run logs its third epoch: the runs before it have checkpointed that
+    epoch and the others have not, so the pack resumes from different epochs.
+    """
+    data, specs = clusters(), a_pack()
+    paths = [Checkpointing(tmp_path / f"{i}.safetensors", 1) for i in range(4)]
+    uninterrupted = train_runs(specs, data, CPU, quiet(specs), [None] * 4)
+    logs = quiet(specs)
+    logs[killed_run] = killing_log("sgd 3:", [])
+    with pytest.raises(Killed):
+        train_runs(specs, data, CPU, logs, paths)
+    lines: list[list[str]] = [[] for _ in specs]
+    resumed = train_runs(specs, data, CPU, [x.append for x in lines], paths)
+    assert [r.resumed_from for r in resumed[:3]] == [
+        f"sgd {3 if i < killed_run else 2}, convergence 0" for i in range(3)
+    ]
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert same_run(a, b)
+
+
+def test_a_packs_steps_read_nothing_on_the_host(monkeypatch):
+    """As for one run: four times the steps of a pack of three read no more."""
+    data = clusters(n=128)
+    packs = [[spec(wd=wd, epochs=2, batch_size=b) for wd in (0, 1e-3, 1e-2)] for b in (32, 8)]
+    reads = [
+        host_reads(monkeypatch, lambda p=p: train_runs(p, data, CPU, quiet(p), [None] * 3))
+        for p in packs
     ]
     assert reads[0] > 0 and reads[1] == reads[0]

@@ -201,6 +201,14 @@ def tiny_config(*studies: str) -> dict:
     return config
 
 
+def train_alone(spec: dict, data: str, run: Path, threads: int = 1, checkpoint_every: int = 0):
+    """The rule's own function training one run (a pack of one) into folder ``run``."""
+    names = ("model", "history", "metadata", "checkpoint")
+    files = {n: str(run / f) for n, f in zip(names, RUN_FILES, strict=True)}
+    files["log"] = str(run / "train.log")
+    train([{"spec": spec, **files}], data, "cpu", threads, checkpoint_every, "record", quiet)
+
+
 def trained_run(root: Path, config: dict, dataset: str, wd: str, threads: int = 1) -> dict:
     """One run (study tiny, seed 0) of a validated config on a synthetic dataset, trained by
     the rule's own function once the dataset is prepared: the paths of the dataset ("data")
@@ -212,8 +220,7 @@ def trained_run(root: Path, config: dict, dataset: str, wd: str, threads: int = 
     run = root / "tiny" / dataset / f"wd~{wd}"
     paths = {"data": str(data), **{name: str(run / name) for name in RUN_FILES}}
     spec = configs.run_spec(config, "tiny", dataset, wd, "0")
-    outputs = [paths[name] for name in RUN_FILES]
-    train(spec, str(data), *outputs, "cpu", threads, 0, "record", quiet)
+    train_alone(spec, str(data), run, threads)
     return paths
 
 

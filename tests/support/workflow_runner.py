@@ -1,5 +1,6 @@
 """Running the repository's Snakefile, or one of its rules' commands, from a test."""
 
+import json
 import os
 import re
 import subprocess
@@ -35,9 +36,12 @@ def snakemake(
 JOB = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
 
 
+TRAIN_PACK = re.compile(r"train_\w+_\d+")
+
+
 def planned_jobs(stdout: str) -> list[dict]:
     """The jobs a dry run (``-n -p``) prints: each job's rule, output, resources (text values)
-    and shell command.
+    and shell command; a pack of training runs's rule as ``train``.
     """
     jobs = []
     starts = list(JOB.finditer(stdout))
@@ -52,7 +56,8 @@ def planned_jobs(stdout: str) -> list[dict]:
         )
         jobs.append(
             {
-                "rule": match.group(1),
+                # A pack's rule (train_<study>_<n>) as `train`, the rule all packs share.
+                "rule": "train" if TRAIN_PACK.fullmatch(match.group(1)) else match.group(1),
                 "output": fields.get("output", ""),
                 "resources": resources,
                 "shell": None if shell == "None" else shell,
@@ -65,7 +70,13 @@ def job_counts(stdout: str) -> dict[str, int]:
     """The "Job stats" table of a dry run: jobs per rule, and ``total``."""
     table = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     rows = [row.split() for row in table.splitlines()]
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+    counts: dict[str, int] = {}
+    for row in rows:
+        if len(row) == 2 and row[1].isdigit():
+            # Each pack of runs is a rule of its own (train_<study>_<n>): counted as `train`.
+            rule = "train" if TRAIN_PACK.fullmatch(row[0]) else row[0]
+            counts[rule] = counts.get(rule, 0) + int(row[1])
+    return counts
 
 
 CLI_ENV = {**ENV, "PYTHONPATH": str(REPO / "workflow")}
@@ -81,13 +92,15 @@ def train_command(spec: str, data: Path, run_dir: Path, checkpoint_every: int) -
     """The arguments of ``train`` for one run whose files go to ``run_dir``, as the rule
     gives them.
     """
+    files = {
+        name: str(run_dir / f"{name}.{ext}")
+        for name, ext in (("model", "safetensors"), ("history", "csv"), ("metadata", "json"))
+    }
+    files |= {"checkpoint": str(run_dir / "checkpoint.safetensors"), "log": str(run_dir / "log")}
+    run = json.dumps({"spec": json.loads(spec), **files})
     return [
         "train",
-        *("--spec", spec, "--data", str(data)),
-        *("--model", str(run_dir / "model.safetensors")),
-        *("--history", str(run_dir / "history.csv")),
-        *("--metadata", str(run_dir / "metadata.json")),
-        *("--checkpoint-path", str(run_dir / "checkpoint.safetensors")),
+        *("--runs", run, "--data", str(data)),
         *("--device", "cpu", "--threads", "1", "--divergence", "record"),
         *("--checkpoint-every", str(checkpoint_every)),
     ]

@@ -27,12 +27,18 @@ class Saved:
     progress: dict[str, int]
     history: list[dict]
     optimizer_state: str
+    # A finished run's result (status, reason, certificate, fine-tuned accuracy); else None.
+    finished: dict | None = None
+
+    def optimizer_state_dict(self) -> dict | None:
+        """The saved optimiser state as ``state_dict()`` gave it (SGD's momentum buffers, or
+        L-BFGS's directions, steps and counters); None after the linear probe.
+        """
+        return decode(json.loads(self.optimizer_state), self.tensors)
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Put the saved optimiser state (SGD's momentum buffers, or L-BFGS's directions,
-        steps and counters) into ``optimizer``, a fresh one of the same kind.
-        """
-        optimizer.load_state_dict(decode(json.loads(self.optimizer_state), self.tensors))
+        """Put the saved optimiser state into ``optimizer``, a fresh one of the same kind."""
+        optimizer.load_state_dict(self.optimizer_state_dict())
 
 
 def encode(value, tensors: dict[str, torch.Tensor]):
@@ -69,16 +75,18 @@ def save(
     progress: dict[str, int],
     history: list[dict],
     model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    optimizer_state: dict | None,
     batch_order: torch.Generator,
+    finished: dict | None = None,
 ) -> None:
     """Write the checkpoint atomically: a kill while writing leaves the previous one intact.
-    ``optimizer`` is None after a phase that leaves nothing to resume (the linear probe).
+    ``optimizer_state`` is an optimiser's ``state_dict()``, or None after a phase that leaves
+    nothing to resume (the linear probe, a finished run). ``finished``: the result of a run
+    that is done, so that a resumed job writes it instead of training again.
     """
     tensors = {MODEL + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optimizer_tensors: dict[str, torch.Tensor] = {}
-    state = optimizer.state_dict() if optimizer is not None else None
-    optimizer_state = encode(state, optimizer_tensors)
+    optimizer_state = encode(optimizer_state, optimizer_tensors)
     tensors.update(optimizer_tensors)
     tensors[BATCH_ORDER] = batch_order.get_state()
     tensors[GLOBAL_RNG] = torch.get_rng_state()
@@ -87,6 +95,7 @@ def save(
         "progress": json.dumps(progress),
         "history": json.dumps(history),
         "optimizer": json.dumps(optimizer_state),
+        "finished": json.dumps(finished),
     }
     save_tensors(path, tensors, metadata)
 
@@ -102,6 +111,7 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
         tensors, metadata = load_tensors(path)
         progress, history = json.loads(metadata["progress"]), json.loads(metadata["history"])
         optimizer_state = metadata["optimizer"]
+        finished = json.loads(metadata.get("finished", "null"))
     except (DataError, KeyError, ValueError) as error:
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
@@ -113,7 +123,7 @@ def load(path: Path, config_hash: str, log: Callable[[str], None]) -> Saved | No
             f"not {config_hash}; starting afresh"
         )
         return None
-    return Saved(tensors, progress, history, optimizer_state)
+    return Saved(tensors, progress, history, optimizer_state, finished)
 
 
 def restore(saved: Saved, model: nn.Module, batch_order: torch.Generator) -> dict[str, int]:

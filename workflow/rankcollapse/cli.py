@@ -50,11 +50,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", required=True, help="folder of verified raw files, or ''")
     s.add_argument("--out", required=True)
 
-    s = sub.add_parser("train", help="train one run")
-    s.add_argument("--spec", type=json.loads, required=True, help="the run's spec (JSON)")
+    s = sub.add_parser("train", help="train a pack of runs of one study and dataset")
+    s.add_argument(
+        "--runs",
+        type=json.loads,
+        nargs="+",
+        required=True,
+        help="per run (JSON): its spec and the paths of its model, history, metadata, "
+        "checkpoint and log",
+    )
     s.add_argument("--data", required=True)
-    for output in ("--model", "--history", "--metadata", "--checkpoint-path"):
-        s.add_argument(output, required=True)
     s.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
     _numbers(s, "--threads")
     _numbers(s, "--checkpoint-every", help="checkpoint after every N-th record (0: never)")

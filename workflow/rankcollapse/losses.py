@@ -17,7 +17,9 @@ def per_sample_loss(out: torch.Tensor, y: torch.Tensor, loss: str, target_scale:
     if loss == "cross_entropy":
         return functional.cross_entropy(out, y, reduction="none")
     if loss == "mse":
-        target = functional.one_hot(y, out.shape[1]).to(out.dtype) * target_scale
+        # One-hot by comparison, not functional.one_hot: it reads y on the host (no vmap).
+        classes = torch.arange(out.shape[-1], device=out.device)
+        target = (y.unsqueeze(-1) == classes).to(out.dtype) * target_scale
         return 0.5 * ((out - target) ** 2).sum(1)
     raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
 

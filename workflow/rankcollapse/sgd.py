@@ -1,5 +1,5 @@
-"""SGD with momentum and weight decay, one epoch at a time: the mechanism training and
-fine-tuning share.
+"""SGD with momentum and weight decay, one epoch at a time: for one network (pre-training and
+fine-tuning) and for a stack of runs trained as one (:class:`StackedSGD`, :func:`stacked_epoch`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 from .device import seed_everything
 from .features import Features
 from .losses import per_sample_loss
+from .stack import Stack
 
 
 def learning_rate(opt: dict, step: int, total_steps: int, epoch: int) -> float:
@@ -158,3 +159,84 @@ def finetune(
             break
     model.eval()
     return history
+
+
+def per_run(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An M-vector shaped to multiply a stacked M × … tensor run by run."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
+class StackedSGD:
+    """SGD with momentum and weight decay for every run of a stack, each run with its own
+    learning rate η, momentum μ and weight decay λ (M-vectors): per run exactly the update of
+    ``torch.optim.SGD`` (dampening 0, no Nesterov), bitwise,
+
+        g ← ∇L + λ θ;   b ← μ b + g (b ← g at the first step);   θ ← θ − η b.
+
+    A run's momentum buffer starts at zero, where μ·0 + g is g exactly.
+    """
+
+    def __init__(self, stack: Stack, momentum: list[float], weight_decay: list[float], saved):
+        params, device = stack.params, stack.device
+        dtype = next(iter(params.values())).dtype
+        self.names, self.hyper = stack.names, list(zip(momentum, weight_decay, strict=True))
+        self.momentum = torch.tensor(momentum, dtype=dtype, device=device)
+        self.weight_decay = torch.tensor(weight_decay, dtype=dtype, device=device)
+        self.buffers = {name: torch.zeros_like(p) for name, p in params.items()}
+        for i, state in enumerate(saved):  # each run's buffers as torch's SGD saved them
+            for j, name in enumerate(self.names):
+                if state is not None and j in state.get("state", {}):
+                    self.buffers[name][i] = state["state"][j]["momentum_buffer"]
+        self.params = params
+
+    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+        with torch.no_grad():
+            for name in self.names:
+                p, b = self.params[name], self.buffers[name]
+                g = torch.addcmul(grads[name], per_run(self.weight_decay, p), p)
+                b.mul_(per_run(self.momentum, b)).add_(g)
+                p.addcmul_(b, per_run(-lr, p))
+
+    def state_dict(self, i: int, lr: float) -> dict:
+        """Run i's optimiser state in the form of ``torch.optim.SGD.state_dict``, which its
+        checkpoint keeps.
+        """
+        group = {
+            "lr": lr,
+            "momentum": self.hyper[i][0],
+            "weight_decay": self.hyper[i][1],
+            "dampening": 0,
+            "nesterov": False,
+            "params": list(range(len(self.names))),
+        }
+        state = {j: {"momentum_buffer": self.buffers[n][i]} for j, n in enumerate(self.names)}
+        return {"state": state, "param_groups": [group]}
+
+
+def stacked_epoch(
+    stack: Stack,
+    optimizer: StackedSGD,
+    data: Features,
+    loss: dict,
+    lr: torch.Tensor,
+    batch_size: int,
+    batch_orders: list[torch.Generator],
+) -> tuple[list[float], list[float]]:
+    """One SGD epoch of every run of ``stack``: each run steps through its own random order
+    of the training set (drawn from its generator) in batches of ``batch_size``, step s at
+    learning rate ``lr[s]`` (steps × M). Returns each run's mean batch loss and accuracy,
+    read on the host once.
+    """
+    n, device = len(data.train_y), data.train_x.device
+    m = len(stack)
+    orders = torch.stack([torch.randperm(n, generator=g, device=device) for g in batch_orders])
+    loss_sum = torch.zeros(m, device=device)
+    correct = torch.zeros(m, device=device, dtype=torch.long)
+    with stack.computing():
+        for s, idx in enumerate(orders.split(batch_size, dim=1)):
+            x, y = data.train_x[idx], data.train_y[idx]
+            grads, value, batch_correct = stack.gradients(x, y, loss)
+            optimizer.step(grads, lr[s])
+            loss_sum += value.detach() * idx.shape[1]
+            correct += batch_correct
+    return (loss_sum / n).tolist(), (correct / n).tolist()

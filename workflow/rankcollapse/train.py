@@ -1,12 +1,17 @@
-"""Rule ``train``: one run (study × dataset × λ × seed) trained on tensors held on the device.
+"""Rule ``train``: a pack of runs (study × dataset × λ × seed) of one study and dataset,
+trained in one process on tensors held on the device.
 
-SGD with momentum and weight decay λ on the mean per-sample loss (:mod:`rankcollapse.sgd`)
-chooses the stationary point; then the convergence phase (:mod:`rankcollapse.convergence`),
-L-BFGS on the full-batch objective from the SGD end point, converges to it until the run is
-certified stationary or its budget is spent. After each epoch and every ``record_every``
-L-BFGS iterations the history records the full-batch loss and the residuals. A non-finite
-loss stops the run and marks it diverged. A checkpoint after each record lets a killed job
-resume and end bitwise where an uninterrupted run ends (on the CPU).
+SGD with momentum and weight decay λ on the mean per-sample loss chooses the stationary point:
+the pack's runs take their SGD steps together, as one stack (:mod:`rankcollapse.stack`,
+:class:`.sgd.StackedSGD`), each with its own λ, learning rate, momentum, seed and batch order;
+a pack of one is the same code. Then each run's convergence phase
+(:mod:`rankcollapse.convergence`), L-BFGS on the full-batch objective from its SGD end point,
+converges to it until the run is certified stationary or its budget is spent. After each
+epoch and every ``record_every`` L-BFGS iterations a run's history records the full-batch
+loss and the residuals. A non-finite loss stops that run and marks it diverged; the others go
+on. A checkpoint per run after each record lets a killed job resume and end bitwise where an
+uninterrupted run ends (on the CPU); a finished run's last checkpoint holds its result, so a
+pack killed before its end trains no finished run again.
 
 A study with ``objective: simclr`` (paper B's U6) trains instead by self-supervised
 pre-training (:mod:`rankcollapse.contrastive`) on the training images, then fits a linear probe
@@ -18,6 +23,7 @@ after supervised fine-tuning.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 import time
@@ -34,6 +40,7 @@ from .device import keep_freed_memory, resolve_device, seed_everything
 from .features import Features
 from .losses import evaluate, loss_spec
 from .models import head, initial_model
+from .stack import Stack
 
 SUPERVISED = "supervised"
 PRETRAINED = "self-supervised pre-training and a linear probe: no convergence phase"
@@ -115,14 +122,13 @@ class Recorder:
         lr: float,
         seconds: float,
         extra: dict,
-        optimizer,
-        residuals: bool = True,
+        optimizer_state: dict | None,
+        now: Residuals | None,
     ) -> bool:
-        """Append a record, with the full-batch loss and residuals unless ``residuals`` is
-        False (a pre-training epoch, whose loss is not F: its own ``train_loss`` is checked);
-        False (the run marked diverged) when the loss is not finite.
+        """Append a record with the residuals ``now`` (None for a pre-training epoch, whose
+        loss is not F: its own ``train_loss`` is checked); False (the run marked diverged)
+        when the loss is not finite. ``optimizer_state`` is what the checkpoint keeps.
         """
-        now = self.residuals() if residuals else None
         self.result.history.append(self.row(phase, epoch, lr, seconds, extra, now))
         if now is not None:
             loss = now.full_loss
@@ -148,31 +154,108 @@ class Recorder:
                 self.progress,
                 self.result.history,
                 self.checkpointed,
-                optimizer,
+                optimizer_state,
                 self.generator,
             )
         return True
 
 
-def sgd_phase(recorder: Recorder, data: Features, opt_cfg: dict, saved) -> bool:
-    """SGD epochs from where the run stands to ``opt_cfg["epochs"]``; False if it diverged."""
-    model, generator = recorder.model, recorder.generator
-    optimizer = sgd.optimizer(model, opt_cfg["lr"], opt_cfg["momentum"], recorder.wd)
-    if saved is not None and recorder.progress["convergence"] == 0:
-        saved.load_optimizer(optimizer)
-    objective = sgd.supervised(model, recorder.loss)
-    for epoch in range(recorder.progress["sgd"], opt_cfg["epochs"]):
-        start = time.perf_counter()
-        # Reads on the host before the clock stops, so queued GPU work counts in the time.
-        train_loss, train_acc = sgd.sgd_epoch(
-            model, optimizer, data, objective, opt_cfg, epoch, generator
+class Diverged(Exception):
+    """A run diverged in a job told to fail on divergence: its reason, and its log."""
+
+    def __init__(self, reason: str, log: Callable[[str], None]):
+        super().__init__(reason)
+        self.log = log
+
+
+@dataclass
+class Run:
+    """One run of a pack while it trains: its spec, where it stands, and its checkpoint."""
+
+    spec: dict
+    recorder: Recorder
+    opt_cfg: dict
+    saved: checkpoint.Saved | None
+    pretrained: bool
+
+    @property
+    def result(self) -> RunResult:
+        return self.recorder.result
+
+    def in_sgd(self) -> bool:
+        progress = self.recorder.progress
+        return progress["convergence"] == 0 and progress["sgd"] < self.opt_cfg["epochs"]
+
+
+def schedule_table(runs: list[Run], steps: int, device: torch.device) -> torch.Tensor:
+    """The learning rate of every step of each run's next epoch (steps × runs)."""
+    columns = []
+    for run in runs:
+        cfg, epoch = run.opt_cfg, run.recorder.progress["sgd"]
+        total = cfg["epochs"] * steps
+        columns.append(
+            [sgd.learning_rate(cfg, epoch * steps + s, total, epoch) for s in range(steps)]
         )
-        seconds = time.perf_counter() - start
-        running = {"train_loss": train_loss, "train_acc": train_acc}
-        lr = optimizer.param_groups[0]["lr"]
-        if not recorder.record("sgd", epoch + 1, lr, seconds, running, optimizer):
-            return False
-    return True
+    return torch.tensor(columns, device=device).T.contiguous()
+
+
+def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None:
+    """SGD epochs of every run still in its SGD phase, from where it stands to its epochs, as
+    one stack; a run leaves the stack when its epochs are done or it diverged (with
+    ``fail_on_divergence``: :class:`Diverged` is raised instead).
+    """
+    active = [run for run in runs if run.in_sgd()]
+    if not active:
+        return
+    batch = active[0].opt_cfg["batch_size"]
+    steps = math.ceil(len(data.train_y) / batch)
+    loss = active[0].recorder.loss
+    states = [run.saved.optimizer_state_dict() if run.saved else None for run in active]
+    while active:
+        stack = Stack([run.recorder.model for run in active])
+        optimizer = sgd.StackedSGD(
+            stack,
+            [run.opt_cfg["momentum"] for run in active],
+            [run.recorder.wd for run in active],
+            states,
+        )
+        leaving: list[int] = []
+        while not leaving:
+            lr = schedule_table(active, steps, stack.device)
+            start = time.perf_counter()
+            generators = [run.recorder.generator for run in active]
+            losses, accuracies = sgd.stacked_epoch(
+                stack, optimizer, data, loss, lr, batch, generators
+            )
+            with stack.computing():
+                mean_loss, value = stack.objective(
+                    data.train_x, data.train_y, loss, optimizer.weight_decay
+                )
+            # Read on the host before the clock stops, so queued GPU work counts in the time.
+            now = [
+                convergence.residuals(run.recorder.model, mean_loss[i], value[i], run.recorder.wd)
+                for i, run in enumerate(active)
+            ]
+            seconds = time.perf_counter() - start
+            last_lr = lr[-1].tolist()
+            for i, run in enumerate(active):
+                recorder = run.recorder
+                running = {"train_loss": losses[i], "train_acc": accuracies[i]}
+                epoch = recorder.progress["sgd"] + 1
+                state = optimizer.state_dict(i, last_lr[i])
+                if not recorder.record("sgd", epoch, last_lr[i], seconds, running, state, now[i]):
+                    if fail_on_divergence:
+                        raise Diverged(recorder.result.reason, recorder.log)
+                    leaving.append(i)
+                elif not run.in_sgd():
+                    leaving.append(i)
+                recorder.last = now[i]
+        states = [optimizer.state_dict(i, 0.0) for i in range(len(active))]
+        for i in leaving:  # its own storage again, out of the stack's
+            for p in active[i].recorder.model.parameters():
+                p.data = p.data.clone()
+        kept = [i for i in range(len(active)) if i not in leaving]
+        active, states = [active[i] for i in kept], [states[i] for i in kept]
 
 
 def convergence_phase(recorder: Recorder, phase: dict, tol: float, saved) -> Certificate:
@@ -217,7 +300,8 @@ def convergence_phase(recorder: Recorder, phase: dict, tol: float, saved) -> Cer
             break
         seconds, step = time.perf_counter() - start, convergence.last_step(lbfgs)
         extra = {"evaluations": evaluations}
-        if not recorder.record("convergence", iterations, step, seconds, extra, lbfgs):
+        now, state = recorder.residuals(), lbfgs.state_dict()
+        if not recorder.record("convergence", iterations, step, seconds, extra, state, now):
             return convergence.certify(None, wd, tol, iterations, evaluations, "")
         if not recorder.last.objective < before:
             reason = convergence.NO_PROGRESS
@@ -246,7 +330,8 @@ def pretraining_phase(recorder: Recorder, data: Features, opt_cfg: dict, saved) 
         seconds = time.perf_counter() - start
         lr = optimizer.param_groups[0]["lr"]
         extra = {"train_loss": train_loss}
-        if not recorder.record("pretraining", epoch + 1, lr, seconds, extra, optimizer, False):
+        state = optimizer.state_dict()
+        if not recorder.record("pretraining", epoch + 1, lr, seconds, extra, state, None):
             return False
     return True
 
@@ -267,7 +352,7 @@ def probe_phase(recorder: Recorder, data: Features, batch: int) -> bool:
     seconds = time.perf_counter() - start
     extra = {"train_loss": loss, "train_acc": accuracy, "iterations": iterations}
     # Recorded as the phase's one step, so that progress marks it done whatever L-BFGS made.
-    return recorder.record("probe", 1, math.nan, seconds, extra, None)
+    return recorder.record("probe", 1, math.nan, seconds, extra, None, recorder.residuals())
 
 
 def finetune_phase(recorder: Recorder, data: Features, opt_cfg: dict, batch: int) -> float:
@@ -299,24 +384,23 @@ def finetune_phase(recorder: Recorder, data: Features, opt_cfg: dict, batch: int
     return accuracy
 
 
-def train_run(
+def prepare_run(
     spec: dict,
     data: Features,
     device: torch.device,
-    log: Callable[[str], None] = print,
-    checkpointing: Checkpointing | None = None,
-) -> RunResult:
-    """Train the study's model as the module docstring says; with ``checkpointing``, resume
-    from its checkpoint when one of the same config hash exists.
+    log: Callable[[str], None],
+    checkpointing: Checkpointing | None,
+) -> Run:
+    """A run at its start: its model built from its seed, or where its checkpoint (one of the
+    same config hash) left it.
     """
-    wd, tol = spec["weight_decay"], spec["stationarity"]["tol"]
+    wd = spec["weight_decay"]
     steps_per_epoch = math.ceil(len(data.train_y) / spec["optimizer"]["batch_size"])
     opt_cfg = {
         **spec["optimizer"],
         "epochs": sgd.epochs_for(spec["optimizer"], wd, steps_per_epoch),
     }
     generator = seed_everything(spec["seed"], device)
-    keep_freed_memory()
     model = initial_model(spec["model"], data.in_shape, data.classes, spec["seed"]).to(device)
     pretrained = spec.get("objective", SUPERVISED) != SUPERVISED
     # Built after the model, so that the model starts where a supervised run of its seed does.
@@ -336,60 +420,118 @@ def train_run(
             result.history = saved.history
             result.resumed_from = ", ".join(f"{k} {v}" for k, v in progress.items())
             log(f"resumed from {checkpointing.path}: {result.resumed_from}")
+            if saved.finished is not None:
+                result.status, result.reason = saved.finished["status"], saved.finished["reason"]
+                result.certificate = Certificate(**saved.finished["certificate"])
+                result.finetune_test_acc = saved.finished["finetune_test_acc"]
     recorder = Recorder(spec, model, data, result, progress, checkpointing, generator, log)
     recorder.checkpointed = checkpointed
-    if pretrained:
+    return Run(spec, recorder, opt_cfg, saved, pretrained)
+
+
+def finish(run: Run, data: Features) -> None:
+    """After SGD: the run's convergence phase, or its pre-training, probe and fine-tuning;
+    then its certificate, and a last checkpoint that holds its result.
+    """
+    result, recorder, spec = run.result, run.recorder, run.spec
+    wd, tol = spec["weight_decay"], spec["stationarity"]["tol"]
+    if run.pretrained:
         batch = spec["optimizer"]["batch_size"]
-        if pretraining_phase(recorder, data, opt_cfg, saved) and probe_phase(recorder, data, batch):
-            result.finetune_test_acc = finetune_phase(recorder, data, opt_cfg, batch)
+        saved = run.saved
+        if pretraining_phase(recorder, data, run.opt_cfg, saved) and probe_phase(
+            recorder, data, batch
+        ):
+            result.finetune_test_acc = finetune_phase(recorder, data, run.opt_cfg, batch)
             result.certificate = convergence.certify(recorder.last, wd, tol, 0, 0, PRETRAINED)
         else:
             result.certificate = convergence.certify(None, wd, tol, 0, 0, "")
-    elif sgd_phase(recorder, data, opt_cfg, saved):
-        result.certificate = convergence_phase(recorder, spec["convergence"], tol, saved)
+    elif result.status != "diverged":
+        result.certificate = convergence_phase(recorder, spec["convergence"], tol, run.saved)
     else:
         result.certificate = convergence.certify(None, wd, tol, 0, 0, "")
     certificate = result.certificate
-    log(
+    recorder.log(
         f"certificate: {'stationary' if certificate.stationary else 'not stationary'} "
         f"(worst layer {certificate.rel_residual_max:.3e}, tol {tol:g}; "
         f"{certificate.stop_reason}; {certificate.steps} L-BFGS iterations)"
     )
-    return result
-
-
-def train(
-    spec: dict,
-    data: str,
-    model: str,
-    history: str,
-    metadata: str,
-    checkpoint_path: str,
-    device: str,
-    threads: int,
-    checkpoint_every: int,
-    divergence: str,
-    log: Callable[[str], None] = print,
-) -> None:
-    """Train one run and write its weights, history and metadata (with provenance); the
-    checkpoint is removed once they are written.
-    """
-    torch.set_num_threads(threads)
-    target = resolve_device(device)
-    features = files.load_features(data, target)
-    log(
-        f"run {spec['config_hash']}: {spec['study']} {spec['dataset']['name']} "
-        f"wd={spec['weight_decay']:g} seed={spec['seed']} on {target}"
-    )
-    checkpointing = Checkpointing(Path(checkpoint_path), checkpoint_every)
-    result = train_run(spec, features, target, log, checkpointing)
-    if result.status == "diverged" and divergence == "fail":
-        sys.exit(
-            f"error: run diverged ({result.reason}); outputs not written. To record diverged "
-            "runs and go on with the rest of the sweep, set `training: {divergence: record}`."
+    checkpointing = recorder.checkpointing
+    if checkpointing is not None and checkpointing.every > 0:
+        finished = {
+            "status": result.status,
+            "reason": result.reason,
+            "certificate": certificate.as_dict(),
+            "finetune_test_acc": result.finetune_test_acc,
+        }
+        checkpoint.save(
+            checkpointing.path,
+            spec["config_hash"],
+            recorder.progress,
+            result.history,
+            recorder.checkpointed,
+            None,
+            recorder.generator,
+            finished,
         )
-    files.save_model(model, result.model, spec["config_hash"])
-    history_sha256 = files.write_history(history, result.history)
+
+
+def train_runs(
+    specs: list[dict],
+    data: Features,
+    device: torch.device,
+    logs: list[Callable[[str], None]],
+    checkpointings: list[Checkpointing | None],
+    fail_on_divergence: bool = False,
+) -> list[RunResult]:
+    """Train a pack of runs of one study and dataset as the module docstring says; with a
+    checkpointing, a run resumes from its checkpoint when one of the same config hash exists.
+    """
+    keep_freed_memory()
+    runs = [
+        prepare_run(spec, data, device, log, ckpt)
+        for spec, log, ckpt in zip(specs, logs, checkpointings, strict=True)
+    ]
+    pending = [run for run in runs if run.result.certificate is None]
+    supervised = [run for run in pending if not run.pretrained]
+    shapes = {json.dumps([r.spec["model"], r.spec["optimizer"]["batch_size"]]) for r in supervised}
+    if len(shapes) > 1:
+        raise ValueError("a pack's runs must share their model and batch size")
+    sgd_phase(supervised, data, fail_on_divergence)
+    for run in pending:
+        finish(run, data)
+    return [run.result for run in runs]
+
+
+def train_run(
+    spec: dict,
+    data: Features,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    checkpointing: Checkpointing | None = None,
+) -> RunResult:
+    """One run trained alone: a pack of one."""
+    return train_runs([spec], data, device, [log], [checkpointing])[0]
+
+
+def run_logger(spec: dict, path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    """A run's log: its own file, and the pack's log with the run named on each line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    name = f"wd={spec['weight_decay']:g} seed={spec['seed']}"
+
+    def write(line: str) -> None:
+        with path.open("a") as out:
+            out.write(line + "\n")
+        log(f"[{name}] {line}")
+
+    return write
+
+
+def write_run(files_of: dict, result: RunResult, features: Features, target, pack: dict) -> None:
+    """A run's weights, history and metadata (with provenance and the pack it trained in)."""
+    spec = files_of["spec"]
+    files.save_model(files_of["model"], result.model, spec["config_hash"])
+    history_sha256 = files.write_history(files_of["history"], result.history)
     meta = {
         "spec": spec,
         "status": result.status,
@@ -400,12 +542,61 @@ def train(
         "certificate": result.certificate.as_dict(),
         "resumed_from": result.resumed_from,
         "finetune_test_acc": result.finetune_test_acc,
+        # A packed run's epochs are the pack's: their seconds are the pack's wall time.
         "train_seconds": sum(row["seconds"] for row in result.history),
         "in_shape": list(features.in_shape),
         "classes": features.classes,
         "history_sha256": history_sha256,
+        "pack": pack,
         **files.provenance(target),
     }
-    files.write_json(metadata, meta)
-    # Everything it could restore is now in the outputs.
-    checkpointing.path.unlink(missing_ok=True)
+    files.write_json(files_of["metadata"], meta)
+
+
+def train(
+    runs: list[dict],
+    data: str,
+    device: str,
+    threads: int,
+    checkpoint_every: int,
+    divergence: str,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Train a pack of runs (each: its spec and the paths of its weights, history, metadata,
+    checkpoint and log) and write each run's files; the checkpoints are removed once every
+    run's files are written.
+    """
+    torch.set_num_threads(threads)
+    target = resolve_device(device)
+    features = files.load_features(data, target)
+    specs = [run["spec"] for run in runs]
+    pack = {"size": len(runs), "runs": [spec["config_hash"] for spec in specs]}
+    logs = [run_logger(run["spec"], Path(run["log"]), log) for run in runs]
+    for spec, run_log in zip(specs, logs, strict=True):
+        run_log(
+            f"run {spec['config_hash']}: {spec['study']} {spec['dataset']['name']} "
+            f"wd={spec['weight_decay']:g} seed={spec['seed']} on {target}, "
+            f"in a pack of {len(runs)}"
+        )
+    checkpointings = [Checkpointing(Path(run["checkpoint"]), checkpoint_every) for run in runs]
+    fail = divergence == "fail"
+    advice = (
+        "outputs not written; the other runs' checkpoints are kept. To record diverged runs "
+        "and go on with the rest of the sweep, set `training: {divergence: record}`."
+    )
+    try:
+        results = train_runs(specs, features, target, logs, checkpointings, fail)
+        diverged = [
+            (r.reason, log) for r, log in zip(results, logs, strict=True) if r.status == "diverged"
+        ]
+        if diverged and fail:
+            raise Diverged(*diverged[0])
+    except Diverged as error:
+        message = f"error: a run diverged ({error}); {advice}"
+        error.log(message)
+        sys.exit(message)
+    for run, result in zip(runs, results, strict=True):
+        write_run(run, result, features, target, pack)
+    # Everything they could restore is now in the outputs.
+    for checkpointing in checkpointings:
+        checkpointing.path.unlink(missing_ok=True)

@@ -103,6 +103,45 @@ def study_runs(study):
     ]
 
 
+def training_packs():
+    """The runs each training job trains, in DAG order: per study and dataset, its runs (λ,
+    then seed) in packs of at most training.pack; one per pack where the stack would change
+    a run's numbers or does not apply (a CNN's, a self-supervised study's).
+    """
+    packs = []
+    for study, s in config["studies"].items():
+        stackable = s["model"]["arch"] != "cnn" and s["objective"] == "supervised"
+        size = config["training"]["pack"] if stackable else 1
+        for dataset in s["datasets"]:
+            runs = [run for run in study_runs(study) if run["dataset"] == dataset]
+            packs += [runs[i : i + size] for i in range(0, len(runs), size)]
+    return packs
+
+
+def pack_rule_name(index, pack):
+    """A training job's rule: train_<study>_<n>, n counting the packs of the whole config."""
+    study = re.sub(r"\W", "_", pack[0]["study"])
+    return f"train_{study}_{index}"
+
+
+def pack_runs_json(pack):
+    """Each run of a pack as the train command reads it: its spec and its files."""
+    return [
+        json.dumps(
+            {
+                "spec": run_spec(config, **run),
+                "model": f"{RUN_DIR}/model.safetensors".format(**run),
+                "history": f"{RUN_DIR}/history.csv".format(**run),
+                "metadata": f"{RUN_DIR}/metadata.json".format(**run),
+                # Not an output: it exists only while the job runs, so that a killed job resumes.
+                "checkpoint": f"{RUN_DIR}/checkpoint.safetensors".format(**run),
+                "log": f"results/logs/train/{RUN_ID}.log".format(**run),
+            }
+        )
+        for run in pack
+    ]
+
+
 def study_run_files(study, name):
     """A file of every run of a study, e.g. its layers.parquet, in run order."""
     return [f"{RUN_DIR}/{name}".format(**run) for run in study_runs(study)]
