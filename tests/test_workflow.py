@@ -266,3 +266,26 @@ def test_every_table_row_carries_its_provenance(tiny_run, name):
         run = f"results/runs/tiny/{row.dataset}/wd~{row.weight_decay:g}/seed~{row.seed}"
         spec = json.loads((tiny_run / run / "metadata.json").read_text())["spec"]
         assert spec.pop("config_hash") == row.config_hash == spec_hash(spec)
+
+
+def test_tables_do_not_depend_on_how_the_runs_were_packed(tiny_run, tmp_path):
+    """The tiny DAG trained its runs three to a job (packs of up to 8); trained one per job
+    (`training.pack: 1`), every table of the study is the same, but for clock times and the
+    commit.
+    """
+    config = tmp_path / "one_per_job.yaml"
+    text = (REPO / "tests/configs/tiny.yaml").read_text()
+    config.write_text(text + "training:\n  pack: 1\n")
+    tables = [f"results/tables/tiny/{name}.parquet" for name in ("layers", "history", "spectra")]
+    done = snakemake(tmp_path, "--cores", "2", *tables, configfile=config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        "in a pack of 3"
+        in (tiny_run / "results/logs/train/tiny/clusters_a/wd~0/seed~0.log").read_text()
+    )
+    for table in tables:
+        alone, packed = (pd.read_parquet(root / table) for root in (tmp_path, tiny_run))
+        timing = {"git_commit", "seconds", "train_seconds"}
+        compared = [c for c in packed.columns if c not in timing]
+        assert list(alone.columns) == list(packed.columns)
+        pd.testing.assert_frame_equal(alone[compared], packed[compared], check_exact=True)
