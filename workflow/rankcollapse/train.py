@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint, contrastive, convergence, files, probe, sgd
+from . import checkpoint, contrastive, convergence, files, kept, probe, sgd
 from .convergence import Certificate, Residuals
 from .device import keep_freed_memory, resolve_device, seed_everything
 from .features import Features
@@ -187,8 +187,10 @@ class Run:
         return progress["convergence"] == 0 and progress["sgd"] < self.opt_cfg["epochs"]
 
 
-def schedule_table(runs: list[Run], steps: int, device: torch.device) -> torch.Tensor:
-    """The learning rate of every step of each run's next epoch (steps × runs)."""
+def schedule_table(runs: list[Run], steps: int, device: torch.device):
+    """The learning rate of every step of each run's next epoch (steps × runs, on the
+    device), and each run's last one (what its record says).
+    """
     columns = []
     for run in runs:
         cfg, epoch = run.opt_cfg, run.recorder.progress["sgd"]
@@ -196,7 +198,7 @@ def schedule_table(runs: list[Run], steps: int, device: torch.device) -> torch.T
         columns.append(
             [sgd.learning_rate(cfg, epoch * steps + s, total, epoch) for s in range(steps)]
         )
-    return torch.tensor(columns, device=device).T.contiguous()
+    return torch.tensor(columns, device=device).T.contiguous(), [c[-1] for c in columns]
 
 
 def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None:
@@ -221,7 +223,7 @@ def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None
         )
         leaving: list[int] = []
         while not leaving:
-            lr = schedule_table(active, steps, stack.device)
+            lr, last_lr = schedule_table(active, steps, stack.device)
             start = time.perf_counter()
             generators = [run.recorder.generator for run in active]
             losses, accuracies = sgd.stacked_epoch(
@@ -237,7 +239,6 @@ def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None
                 for i, run in enumerate(active)
             ]
             seconds = time.perf_counter() - start
-            last_lr = lr[-1].tolist()
             for i, run in enumerate(active):
                 recorder = run.recorder
                 running = {"train_loss": losses[i], "train_acc": accuracies[i]}
@@ -527,7 +528,7 @@ def run_logger(spec: dict, path: Path, log: Callable[[str], None]) -> Callable[[
     return write
 
 
-def write_run(files_of: dict, result: RunResult, features: Features, target, pack: dict) -> None:
+def write_run(files_of: dict, result: RunResult, features: Features, made_with: dict, pack: dict):
     """A run's weights, history and metadata (with provenance and the pack it trained in)."""
     spec = files_of["spec"]
     files.save_model(files_of["model"], result.model, spec["config_hash"])
@@ -548,7 +549,7 @@ def write_run(files_of: dict, result: RunResult, features: Features, target, pac
         "classes": features.classes,
         "history_sha256": history_sha256,
         "pack": pack,
-        **files.provenance(target),
+        **made_with,
     }
     files.write_json(files_of["metadata"], meta)
 
@@ -563,22 +564,30 @@ def train(
     log: Callable[[str], None] = print,
 ) -> None:
     """Train a pack of runs (each: its spec and the paths of its weights, history, metadata,
-    checkpoint and log) and write each run's files; the checkpoints are removed once every
-    run's files are written.
+    checkpoint and log) and write each run's files; a run whose kept files (:mod:`.kept`)
+    are still its result is not trained again. The checkpoints are removed once every run's
+    files are written.
     """
     torch.set_num_threads(threads)
     target = resolve_device(device)
-    features = files.load_features(data, target)
-    specs = [run["spec"] for run in runs]
-    pack = {"size": len(runs), "runs": [spec["config_hash"] for spec in specs]}
+    made_with = files.provenance(target)
+    pack = {"size": len(runs), "runs": [run["spec"]["config_hash"] for run in runs]}
     logs = [run_logger(run["spec"], Path(run["log"]), log) for run in runs]
-    for spec, run_log in zip(specs, logs, strict=True):
+    todo = []
+    for run, run_log in zip(runs, logs, strict=True):
+        spec = run["spec"]
         run_log(
             f"run {spec['config_hash']}: {spec['study']} {spec['dataset']['name']} "
             f"wd={spec['weight_decay']:g} seed={spec['seed']} on {target}, "
             f"in a pack of {len(runs)}"
         )
-    checkpointings = [Checkpointing(Path(run["checkpoint"]), checkpoint_every) for run in runs]
+        if not kept.restore(run, made_with, run_log):
+            todo.append((run, run_log))
+    if not todo:
+        return
+    features = files.load_features(data, target)
+    specs, logs = [run["spec"] for run, _ in todo], [run_log for _, run_log in todo]
+    checkpointings = [Checkpointing(Path(run["checkpoint"]), checkpoint_every) for run, _ in todo]
     fail = divergence == "fail"
     advice = (
         "outputs not written; the other runs' checkpoints are kept. To record diverged runs "
@@ -595,8 +604,9 @@ def train(
         message = f"error: a run diverged ({error}); {advice}"
         error.log(message)
         sys.exit(message)
-    for run, result in zip(runs, results, strict=True):
-        write_run(run, result, features, target, pack)
+    for (run, _), result in zip(todo, results, strict=True):
+        write_run(run, result, features, made_with, pack)
+        kept.keep(run)
     # Everything they could restore is now in the outputs.
     for checkpointing in checkpointings:
         checkpointing.path.unlink(missing_ok=True)
