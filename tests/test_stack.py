@@ -20,19 +20,25 @@ def models(arch="mlp", seeds=(0, 1, 2), width=16):
     return [initial_model(model, (5,), 3, seed) for seed in seeds]
 
 
-def test_the_stacked_update_is_torchs_sgd_run_by_run_bitwise():
+# Where the runs share all three, the update takes its scalar forms: the same arithmetic.
+SHARED = [(1e-3, 0.05, 0.9)] * 3
+
+
+@pytest.mark.parametrize("hyper", [HYPER, SHARED])
+def test_the_stacked_update_is_torchs_sgd_run_by_run_bitwise(hyper):
     torch.manual_seed(0)
     stacked, alone = models(), models()
     stack = Stack(stacked)
-    wd, lr, mu = zip(*HYPER, strict=True)
+    wd, lr, mu = zip(*hyper, strict=True)
     optimizer = sgd.StackedSGD(stack, list(mu), list(wd), [None] * 3)
     references = [
         torch.optim.SGD(m.parameters(), lr=h[1], momentum=h[2], weight_decay=h[0])
-        for m, h in zip(alone, HYPER, strict=True)
+        for m, h in zip(alone, hyper, strict=True)
     ]
+    shared = lr[0] if len(set(lr)) == 1 else None
     for _ in range(4):
         grads = {name: torch.randn_like(p) for name, p in stack.params.items()}
-        optimizer.step(grads, torch.tensor(lr))
+        optimizer.step(grads, torch.tensor(lr), shared)
         for i, (model, reference) in enumerate(zip(alone, references, strict=True)):
             for name, p in model.named_parameters():
                 p.grad = grads[name][i].clone()

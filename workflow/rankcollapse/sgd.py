@@ -180,8 +180,12 @@ class StackedSGD:
         params, device = stack.params, stack.device
         dtype = next(iter(params.values())).dtype
         self.names, self.hyper = stack.names, list(zip(momentum, weight_decay, strict=True))
-        self.momentum = torch.tensor(momentum, dtype=dtype, device=device)
         self.weight_decay = torch.tensor(weight_decay, dtype=dtype, device=device)
+        # Per-run factors laid out as the parameters (elementwise kernels over contiguous
+        # operands run several times faster than over broadcast ones); one number where all
+        # runs share it. Either way each element gets the same arithmetic.
+        self.decay = {n: self._per_element(weight_decay, p) for n, p in params.items()}
+        self.momentum = {n: self._per_element(momentum, p) for n, p in params.items()}
         self.buffers = {name: torch.zeros_like(p) for name, p in params.items()}
         for i, state in enumerate(saved):  # each run's buffers as torch's SGD saved them
             for j, name in enumerate(self.names):
@@ -189,13 +193,27 @@ class StackedSGD:
                     self.buffers[name][i] = state["state"][j]["momentum_buffer"]
         self.params = params
 
-    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+    @staticmethod
+    def _per_element(values: list[float], like: torch.Tensor) -> float | torch.Tensor:
+        if len(set(values)) == 1:
+            return values[0]
+        column = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return per_run(column, like).expand_as(like).contiguous()
+
+    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor, shared_lr: float | None):
+        """One step with learning rates ``lr`` (M), or ``shared_lr`` where all runs take it."""
         with torch.no_grad():
             for name in self.names:
-                p, b = self.params[name], self.buffers[name]
-                g = torch.addcmul(grads[name], per_run(self.weight_decay, p), p)
-                b.mul_(per_run(self.momentum, b)).add_(g)
-                p.addcmul_(b, per_run(-lr, p))
+                p, b, decay = self.params[name], self.buffers[name], self.decay[name]
+                if isinstance(decay, torch.Tensor):
+                    g = grads[name].addcmul(decay, p)
+                else:
+                    g = grads[name].add(p, alpha=decay)
+                b.mul_(self.momentum[name]).add_(g)
+                if shared_lr is None:
+                    p.addcmul_(b, per_run(-lr, p))
+                else:
+                    p.add_(b, alpha=-shared_lr)
 
     def state_dict(self, i: int, lr: float) -> dict:
         """Run i's optimiser state in the form of ``torch.optim.SGD.state_dict``, which its
@@ -219,13 +237,14 @@ def stacked_epoch(
     data: Features,
     loss: dict,
     lr: torch.Tensor,
+    shared_lr: list[float | None],
     batch_size: int,
     batch_orders: list[torch.Generator],
 ) -> tuple[list[float], list[float]]:
     """One SGD epoch of every run of ``stack``: each run steps through its own random order
     of the training set (drawn from its generator) in batches of ``batch_size``, step s at
-    learning rate ``lr[s]`` (steps × M). Returns each run's mean batch loss and accuracy,
-    read on the host once.
+    learning rate ``lr[s]`` (steps × M; ``shared_lr[s]`` where every run takes the same one).
+    Returns each run's mean batch loss and accuracy, read on the host once.
     """
     n, device = len(data.train_y), data.train_x.device
     m = len(stack)
@@ -236,7 +255,7 @@ def stacked_epoch(
         for s, idx in enumerate(orders.split(batch_size, dim=1)):
             x, y = data.train_x[idx], data.train_y[idx]
             grads, value, batch_correct = stack.gradients(x, y, loss)
-            optimizer.step(grads, lr[s])
+            optimizer.step(grads, lr[s], shared_lr[s])
             loss_sum += value.detach() * idx.shape[1]
             correct += batch_correct
     return (loss_sum / n).tolist(), (correct / n).tolist()

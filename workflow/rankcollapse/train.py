@@ -189,7 +189,7 @@ class Run:
 
 def schedule_table(runs: list[Run], steps: int, device: torch.device):
     """The learning rate of every step of each run's next epoch (steps × runs, on the
-    device), and each run's last one (what its record says).
+    device); per step the one all runs take, or None; and each run's last one (its record's).
     """
     columns = []
     for run in runs:
@@ -198,7 +198,9 @@ def schedule_table(runs: list[Run], steps: int, device: torch.device):
         columns.append(
             [sgd.learning_rate(cfg, epoch * steps + s, total, epoch) for s in range(steps)]
         )
-    return torch.tensor(columns, device=device).T.contiguous(), [c[-1] for c in columns]
+    rows = list(zip(*columns, strict=True))
+    shared = [row[0] if len(set(row)) == 1 else None for row in rows]
+    return torch.tensor(rows, device=device), shared, [c[-1] for c in columns]
 
 
 def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None:
@@ -223,11 +225,11 @@ def sgd_phase(runs: list[Run], data: Features, fail_on_divergence: bool) -> None
         )
         leaving: list[int] = []
         while not leaving:
-            lr, last_lr = schedule_table(active, steps, stack.device)
+            lr, shared_lr, last_lr = schedule_table(active, steps, stack.device)
             start = time.perf_counter()
             generators = [run.recorder.generator for run in active]
             losses, accuracies = sgd.stacked_epoch(
-                stack, optimizer, data, loss, lr, batch, generators
+                stack, optimizer, data, loss, lr, shared_lr, batch, generators
             )
             with stack.computing():
                 mean_loss, value = stack.objective(

@@ -105,12 +105,13 @@ def study_runs(study):
 
 def training_packs():
     """The runs each training job trains, in DAG order: per study and dataset, its runs (λ,
-    then seed) in packs of at most training.pack; one per pack where the stack would change
-    a run's numbers or does not apply (a CNN's, a self-supervised study's).
+    then seed) in packs of at most training.pack. Only supervised MLPs are packed: a stacked
+    CNN would round unlike a single one, a stacked ViT (vmap) trains slower than its runs one
+    by one on a CPU, and pre-training is not stacked (docs/performance.md).
     """
     packs = []
     for study, s in config["studies"].items():
-        stackable = s["model"]["arch"] != "cnn" and s["objective"] == "supervised"
+        stackable = s["model"]["arch"] == "mlp" and s["objective"] == "supervised"
         size = config["training"]["pack"] if stackable else 1
         for dataset in s["datasets"]:
             runs = [run for run in study_runs(study) if run["dataset"] == dataset]
