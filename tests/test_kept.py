@@ -72,3 +72,12 @@ def test_kept_files_of_another_spec_commit_or_machine_are_not_reused(trained, ch
     assert not kept.restore(paths, made, print)
     change_nothing = {k: v for k, v in files.read_json(run / "metadata.json").items()}
     assert kept.restore({**paths, "spec": spec}, change_nothing, print)
+
+
+def test_a_kept_diverged_run_is_trained_again_where_divergence_fails_the_job(trained):
+    spec, _, run = trained
+    meta = files.read_json(run / "metadata.json")
+    files.write_json(run / ".trained/metadata.json", {**meta, "status": "diverged"})
+    paths = {"spec": spec} | {n: str(run / f) for n, f in zip(kept.NAMES, RUN_FILES, strict=False)}
+    assert not kept.restore(paths, meta, print, diverged_ok=False)
+    assert kept.restore(paths, meta, print, diverged_ok=True)

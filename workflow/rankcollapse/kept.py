@@ -38,9 +38,12 @@ def keep(run: dict) -> None:
         _link(path, folder(run) / path.name)
 
 
-def restore(run: dict, provenance: dict, log: Callable[[str], None]) -> bool:
+def restore(
+    run: dict, provenance: dict, log: Callable[[str], None], diverged_ok: bool = True
+) -> bool:
     """Put the run's kept files back in place if they match ``run["spec"]`` and today's
-    ``provenance`` (:func:`.files.provenance`); True if they were.
+    ``provenance`` (:func:`.files.provenance`), and, unless ``diverged_ok``, the run did not
+    diverge (a job told to fail on divergence trains it again, and fails); True if they were.
     """
     kept = folder(run)
     try:
@@ -53,6 +56,7 @@ def restore(run: dict, provenance: dict, log: Callable[[str], None]) -> bool:
         and commit != "unknown"
         and not commit.endswith("-dirty")
         and all(meta.get(key) == provenance[key] for key in ("git_commit", "device", "threads"))
+        and (diverged_ok or meta.get("status") != "diverged")
     )
     if not same or not all((kept / Path(run[name]).name).exists() for name in NAMES):
         return False

@@ -575,6 +575,7 @@ def train(
     made_with = files.provenance(target)
     pack = {"size": len(runs), "runs": [run["spec"]["config_hash"] for run in runs]}
     logs = [run_logger(run["spec"], Path(run["log"]), log) for run in runs]
+    fail = divergence == "fail"
     todo = []
     for run, run_log in zip(runs, logs, strict=True):
         spec = run["spec"]
@@ -583,14 +584,13 @@ def train(
             f"wd={spec['weight_decay']:g} seed={spec['seed']} on {target}, "
             f"in a pack of {len(runs)}"
         )
-        if not kept.restore(run, made_with, run_log):
+        if not kept.restore(run, made_with, run_log, diverged_ok=not fail):
             todo.append((run, run_log))
     if not todo:
         return
     features = files.load_features(data, target)
     specs, logs = [run["spec"] for run, _ in todo], [run_log for _, run_log in todo]
     checkpointings = [Checkpointing(Path(run["checkpoint"]), checkpoint_every) for run, _ in todo]
-    fail = divergence == "fail"
     advice = (
         "outputs not written; the other runs' checkpoints are kept. To record diverged runs "
         "and go on with the rest of the sweep, set `training: {divergence: record}`."
